@@ -1,0 +1,37 @@
+"""Exactly-once guards for Dagster: a lease-based SQL lock with a job log."""
+
+from .errors import (
+    LockConfigError,
+    LockConnectionError,
+    LockDatabaseError,
+    LockError,
+    LockHeld,
+    LockLost,
+    LockSchemaError,
+    LockTimeout,
+)
+from .lock import DistributedLock, Held
+
+
+def __getattr__(name: str) -> object:
+    # Dagster takes a second or two to import; plain lock users (workers, the CLI) skip it.
+    if name == "DistributedLockResource":
+        from .resource import DistributedLockResource
+
+        return DistributedLockResource
+    raise AttributeError(f"module 'resources' has no attribute {name!r}")
+
+
+__all__ = [
+    "DistributedLock",
+    "DistributedLockResource",
+    "Held",
+    "LockConfigError",
+    "LockConnectionError",
+    "LockDatabaseError",
+    "LockError",
+    "LockHeld",
+    "LockLost",
+    "LockSchemaError",
+    "LockTimeout",
+]

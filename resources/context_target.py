@@ -1,0 +1,48 @@
+"""What a Dagster op or asset execution locks on: the lock's job name, its slot and run id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .validation import Slot
+
+SCHEDULED_TIME_TAG = ".dagster/scheduled_execution_time"
+RUN_KEY_TAG = "dagster/run_key"
+
+
+@dataclass(frozen=True)
+class LockTarget:
+    job_name: str
+    slot: Slot
+    slot_kind: str | None  # "partition", "tick", "run_key", or None for a manual run
+    run_id: str | None
+
+
+def parse_scheduled_time(value: str) -> datetime:
+    """The daemon's tick tag (ISO text with the schedule's offset) as an aware datetime."""
+    tick = datetime.fromisoformat(value)
+    # The daemon always writes an offset; a bare value can only have come from UTC.
+    return tick if tick.tzinfo is not None else tick.replace(tzinfo=timezone.utc)
+
+
+def lock_job_name(context: Any) -> str:
+    """The asset key for an asset (every way of running it contends for one lock), else the job."""
+    if context.has_assets_def and len(context.assets_def.keys) == 1:
+        return context.asset_key.to_user_string()
+    return context.job_name
+
+
+def lock_target(context: Any, job_name: str | None = None) -> LockTarget:
+    """The slot is the partition key, else the scheduled tick, else the run key, else none."""
+    tags = context.run.tags
+    name = job_name or lock_job_name(context)
+    if context.has_partition_key:
+        return LockTarget(name, context.partition_key, "partition", context.run_id)
+    if SCHEDULED_TIME_TAG in tags:
+        return LockTarget(name, parse_scheduled_time(tags[SCHEDULED_TIME_TAG]), "tick",
+                          context.run_id)
+    if tags.get(RUN_KEY_TAG):
+        return LockTarget(name, tags[RUN_KEY_TAG], "run_key", context.run_id)
+    return LockTarget(name, None, None, context.run_id)

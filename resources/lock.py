@@ -1,0 +1,221 @@
+"""The lock itself: `DistributedLock.hold()` guards a block with a lease row and a job log row."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from .database import Database, check_timeouts, database_for, resolve_url
+from .errors import LockDatabaseError, LockLost
+from .renewal import Lease
+from .validation import (
+    MAX_LEASE_SECONDS,
+    Slot,
+    canonical_slot,
+    check_app_id,
+    check_lease,
+    check_name,
+    check_seconds,
+)
+
+log = logging.getLogger(__name__)
+
+# Backoff while waiting for a holder: start short, double, cap, with jitter so waiters spread out.
+_FIRST_WAIT_SECONDS = 0.05
+_MAX_WAIT_SECONDS = 1.0
+_MAX_REMARK_LENGTH = 2000
+
+
+def default_app_id() -> str:
+    """Host and pid of the process that holds the lock (not the one that configured it)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Held:
+    """What `hold()` yields: whether the body may run, and who holds the lock if not."""
+
+    queue_name: str
+    job_name: str
+    slot: str | None
+    acquired: bool
+    fence: int | None = None
+    holder: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    _owner: str = field(default="", repr=False)
+    _database: Database | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.queue_name}/{self.job_name}"
+
+    def ensure_held(self) -> None:
+        """Ask the database whether this holder still has the lock; raise LockLost if not."""
+        if not self.acquired or self._database is None:
+            raise LockLost(
+                f"Lock {self.label} is not held here: it was {self.reason or 'not acquired'} "
+                f"(holder {self.holder}).",
+                queue_name=self.queue_name, job_name=self.job_name,
+            )
+        if not self._database.still_held(queue_name=self.queue_name, job_name=self.job_name,
+                                         owner=self._owner, fence=self.fence):
+            raise LockLost(
+                f"Lock {self.label} was taken over by another holder; fence {self.fence} is no "
+                "longer valid. Stop writing: the successor owns the work now.",
+                queue_name=self.queue_name, job_name=self.job_name,
+            )
+
+
+def _ending(error: BaseException, elapsed: float) -> tuple[str, str]:
+    """The job log status and remark for a body that left by raising."""
+    if isinstance(error, Exception):
+        remark = f"Failed after {elapsed:.3f} s: {type(error).__name__}: {error}"
+        return "Failed", remark[:_MAX_REMARK_LENGTH]
+    if isinstance(error, GeneratorExit):
+        return "Exited", f"Abandoned after {elapsed:.3f} s: the guarded block was closed early"
+    return "Exited", f"Interrupted after {elapsed:.3f} s ({type(error).__name__}); lock released"
+
+
+class DistributedLock:
+    """A lease-based lock in PostgreSQL with a job log, usable from any Python process.
+
+    Examples:
+        lock = DistributedLock(database_url="postgresql+psycopg://...", app_id="instance-one")
+        with lock.hold("heartbeat-queue", "heartbeat_job") as held:
+            if held.acquired:
+                do_the_work()
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        app_id: str | None = None,
+        lease_seconds: float = 300.0,
+        connect_timeout_seconds: float = 10.0,
+        statement_timeout_seconds: float = 30.0,
+    ) -> None:
+        self._database_url = database_url
+        self._url: URL | None = None
+        self._app_id = check_app_id(app_id) if app_id is not None else None
+        self.lease_seconds = check_lease(lease_seconds)
+        self._timeouts = check_timeouts(connect_timeout_seconds, statement_timeout_seconds)
+
+    @property
+    def app_id(self) -> str:
+        return self._app_id or default_app_id()
+
+    def database(self) -> Database:
+        if self._url is None:
+            self._url = resolve_url(self._database_url)
+        return database_for(self._url, *self._timeouts)
+
+    @contextmanager
+    def hold(
+        self,
+        queue_name: str,
+        job_name: str,
+        slot: Slot = None,
+        run_id: str | None = None,
+        *,
+        wait_seconds: float = 0.0,
+        lease_seconds: float | None = None,
+    ) -> Iterator[Held]:
+        """Hold the lock for the block; `held.acquired` says whether the body should run."""
+        check_name("queue_name", queue_name)
+        check_name("job_name", job_name)
+        stored_slot = canonical_slot(slot)
+        lease = check_lease(lease_seconds) if lease_seconds is not None else self.lease_seconds
+        wait = check_seconds("wait_seconds", wait_seconds, maximum=MAX_LEASE_SECONDS,
+                             allow_zero=True)
+        database = self.database()
+        app_id = self.app_id
+        # Unique per hold, so a late release or renewal can never match a later grant.
+        owner = f"{app_id}/{run_id or '-'}/{secrets.token_hex(4)}"
+        names = {"queue_name": queue_name, "job_name": job_name}
+        label = f"{queue_name}/{job_name}"
+
+        log.debug("Attempting to acquire lock %s", label)
+        try:
+            row = self._acquire(database, wait, owner=owner, app_id=app_id, run_id=run_id,
+                                slot=stored_slot, lease_seconds=lease, **names)
+        except BaseException as error:
+            # An interrupt, or a database error after the call was sent, may leave a grant we
+            # never saw; release it now rather than leave it to expire.
+            if isinstance(error, LockDatabaseError) or not isinstance(error, Exception):
+                self._abandon(database, error, owner=owner, app_id=app_id, run_id=run_id,
+                              slot=stored_slot, **names)
+            raise
+
+        acquired, fence, log_id, reason, holder, since = row
+        held = Held(queue_name, job_name, stored_slot, acquired=acquired, fence=fence,
+                    holder=holder, reason=reason, since=since, _owner=owner, _database=database)
+        if not held.acquired:
+            log.info("Lock %s not acquired (%s): holder %s since %s", label, held.reason,
+                     held.holder, held.since)
+            yield held
+            return
+
+        log.debug("Lock %s acquired (fence %s)", label, held.fence)
+        lease_entry = Lease(queue_name, job_name, owner, held.fence, lease)
+        database.renewer.track(lease_entry)
+        started = time.monotonic()
+        try:
+            yield held
+        except BaseException as error:
+            status, remark = _ending(error, time.monotonic() - started)
+            self._release(database, held, lease_entry, log_id, status, remark, cause=error)
+            raise
+        remark = f"Completed in {time.monotonic() - started:.3f} s"
+        self._release(database, held, lease_entry, log_id, "Completed", remark, cause=None)
+
+    def _acquire(self, database: Database, wait: float, **params: Any) -> Any:
+        deadline = time.monotonic() + wait
+        pause = _FIRST_WAIT_SECONDS
+        while True:
+            remaining = deadline - time.monotonic()
+            # Only the last attempt writes the loser's Exited row: one per hold.
+            row = database.acquire(log_loss=remaining <= 0, **params)
+            acquired, _, _, reason, _, _ = row
+            if acquired or remaining <= 0:
+                return row
+            if reason == "slot_done":  # waiting cannot help: record it now
+                return database.acquire(log_loss=True, **params)
+            time.sleep(min(pause * random.uniform(0.5, 1.5), remaining))
+            pause = min(pause * 2, _MAX_WAIT_SECONDS)
+
+    @staticmethod
+    def _abandon(database: Database, error: BaseException, **params: Any) -> None:
+        remark = f"Interrupted while acquiring ({type(error).__name__}); nothing ran"
+        try:
+            database.abandon(remark=remark, **params)
+        except Exception as cleanup_error:  # the lease expires on its own
+            log.warning("Could not record the interrupted acquire of %s/%s: %s",
+                        params["queue_name"], params["job_name"], cleanup_error)
+
+    @staticmethod
+    def _release(database: Database, held: Held, lease: Lease, log_id: int, status: str,
+                 remark: str, *, cause: BaseException | None) -> None:
+        database.renewer.untrack(lease)
+        released = database.release(queue_name=held.queue_name, job_name=held.job_name,
+                                     owner=lease.owner, fence=held.fence, log_id=log_id,
+                                     status=status, remark=remark)
+        if released:
+            log.debug("Lock %s released (%s)", held.label, status)
+            return
+        raise LockLost(
+            f"Lock {held.label} was lost while its body ran: another holder took over after the "
+            f"lease lapsed (fence {held.fence} is stale). The job log says Exited, not {status}.",
+            queue_name=held.queue_name, job_name=held.job_name,
+        ) from cause

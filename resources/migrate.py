@@ -1,0 +1,39 @@
+"""Applies sql/migrations/ with yoyo-migrations, which records what it applied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from .database import resolve_url, safe_url, server_address
+from .errors import LockConnectionError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+
+
+def migrate(database_url: str | None = None) -> list[str]:
+    """Bring the lock schema up to date; returns the ids applied now (empty when current)."""
+    # Imported here: yoyo is only needed by the operator command, not by every run.
+    from yoyo import get_backend, read_migrations
+
+    url = resolve_url(database_url)
+    try:
+        backend = get_backend(url.render_as_string(hide_password=False))
+    except Exception as error:
+        raise _unreachable(url, error) from None
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    return [migration.id for migration in pending]
+
+
+def _unreachable(url: URL, error: Exception) -> LockConnectionError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if url.password:
+        reason = reason.replace(url.password, "***")
+    return LockConnectionError(
+        f"Cannot connect to PostgreSQL at {server_address(url)} (database {url.database}, "
+        f"URL {safe_url(url)}): {reason}"
+    )

@@ -1,0 +1,105 @@
+"""One long-lived thread per process renews every lease the process holds.
+
+A thread per hold would cost a start and a join on every guarded cycle; one worker that sleeps
+until the next lease is due costs nothing between renewals.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+# Renew at a third of the lease, so two renewals can fail before the lease lapses.
+RENEW_FRACTION = 1 / 3
+# After a failed renewal (database briefly away), try again soon but not in a tight loop.
+RETRY_FRACTION = 1 / 10
+# An idle worker looks again this often, so holds of long leases never need to wake it.
+IDLE_POLL_SECONDS = 0.5
+
+
+@dataclass(eq=False)
+class Lease:
+    queue_name: str
+    job_name: str
+    owner: str
+    fence: int
+    lease_seconds: float
+    next_due: float = field(default=0.0)
+    lost: bool = False
+
+    def __post_init__(self) -> None:
+        self.next_due = time.monotonic() + self.lease_seconds * RENEW_FRACTION
+
+    @property
+    def label(self) -> str:
+        return f"{self.queue_name}/{self.job_name}"
+
+
+class RenewalWorker:
+    """Renews tracked leases on a daemon thread; a lease found taken over is marked lost."""
+
+    def __init__(self, renew: Callable[[Lease], bool]) -> None:
+        self._renew = renew
+        self._leases: set[Lease] = set()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        # When the worker will next look at its leases on its own; a new lease due later than
+        # this needs no wake-up (a context switch that costs as much as a round trip).
+        self._wakes_at = 0.0
+
+    def track(self, lease: Lease) -> None:
+        with self._wake:
+            self._leases.add(lease)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="dlock-renewal", daemon=True
+                )
+                self._thread.start()
+            elif lease.next_due < self._wakes_at:
+                self._wake.notify()
+
+    def untrack(self, lease: Lease) -> None:
+        with self._wake:
+            self._leases.discard(lease)
+
+    def _due_leases(self) -> list[Lease]:
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                if self._leases:
+                    due = [lease for lease in self._leases if lease.next_due <= now]
+                    if due:
+                        return due
+                    self._wakes_at = min(lease.next_due for lease in self._leases)
+                else:
+                    self._wakes_at = now + IDLE_POLL_SECONDS
+                self._wake.wait(self._wakes_at - now)
+
+    def _run(self) -> None:
+        while True:
+            for lease in self._due_leases():
+                self._renew_one(lease)
+
+    def _renew_one(self, lease: Lease) -> None:
+        try:
+            renewed = self._renew(lease)
+        except Exception as error:  # the database may come back before the lease lapses
+            log.warning("Renewing lock %s failed, retrying: %s", lease.label, error)
+            lease.next_due = time.monotonic() + lease.lease_seconds * RETRY_FRACTION
+            return
+        if renewed:
+            lease.next_due = time.monotonic() + lease.lease_seconds * RENEW_FRACTION
+            log.debug("Lock %s renewed (fence %s)", lease.label, lease.fence)
+            return
+        with self._wake:
+            tracked = lease in self._leases
+            self._leases.discard(lease)
+        if tracked:
+            lease.lost = True
+            log.warning("Lock %s was taken over by another holder (fence %s lost)",
+                        lease.label, lease.fence)

@@ -1,0 +1,161 @@
+"""`DistributedLockResource`: the lock as a Dagster resource, configured in the UI or in code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from .context_target import lock_target
+from .errors import LockConfigError, LockHeld, LockTimeout
+from .lock import DistributedLock, Held
+from .validation import MAX_LEASE_SECONDS, Slot, check_seconds
+
+ON_HELD_CHOICES = ("skip", "fail")
+
+
+class DistributedLockResource(dg.ConfigurableResource):
+    """Runs a guarded op at most once at a time and once per slot, across every deployment.
+
+    Examples:
+        .. code-block:: python
+
+            defs = dg.Definitions(
+                jobs=[heartbeat_job],
+                resources={
+                    "lock": DistributedLockResource(
+                        database_url=dg.EnvVar("LOCK_DATABASE_URL"), app_id="instance-one"
+                    )
+                },
+            )
+
+            @dg.op
+            def heartbeat(context: dg.OpExecutionContext, lock: DistributedLockResource):
+                with lock.hold_for(context, queue_name="heartbeat-queue") as held:
+                    if held.acquired:
+                        ...
+    """
+
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the PostgreSQL database that holds queue_locks and job_logs, "
+            "for example postgresql+psycopg://user:password@host:5432/dbname. When not set, the "
+            "LOCK_DATABASE_URL environment variable is read when the lock is first used. Pass "
+            "it as dg.EnvVar so the password never shows in the UI."
+        ),
+    )
+    app_id: str | None = Field(
+        default=None,
+        description=(
+            "Name of this instance, written into every job log row and lock owner. Defaults to "
+            "the host name and process id of the process that holds the lock."
+        ),
+    )
+    lease_seconds: float = Field(
+        default=300.0,
+        description=(
+            "Length of the lease in seconds (greater than 0, at most 86400; default 300). A "
+            "background thread renews it every third of its length while the body runs; a "
+            "holder that stops renewing is taken over once it lapses."
+        ),
+    )
+    connect_timeout_seconds: float = Field(
+        default=10.0,
+        description="Seconds to wait for a connection to the lock database (default 10).",
+    )
+    statement_timeout_seconds: float = Field(
+        default=30.0,
+        description=(
+            "Seconds after which the lock database cancels one of the lock's statements "
+            "(default 30), so a hung database cannot hang a run."
+        ),
+    )
+    partition_wait_seconds: float = Field(
+        default=600.0,
+        description=(
+            "For a partitioned run, seconds to wait for a holder of another partition to "
+            "finish before failing the run (default 600). Partitions are never skipped: a "
+            "skipped partition is lost data."
+        ),
+    )
+    on_held: str = Field(
+        default="skip",
+        description=(
+            "What a run without a partition does when another run holds the lock: 'skip' "
+            "(default: succeed without doing the work) or 'fail' (raise, to alert). A slot that "
+            "is already running or done always skips."
+        ),
+    )
+
+    _lock: DistributedLock | None = PrivateAttr(default=None)
+
+    def _core(self) -> DistributedLock:
+        if self._lock is None:
+            self._lock = DistributedLock(
+                database_url=self.database_url,
+                app_id=self.app_id,
+                lease_seconds=self.lease_seconds,
+                connect_timeout_seconds=self.connect_timeout_seconds,
+                statement_timeout_seconds=self.statement_timeout_seconds,
+            )
+        return self._lock
+
+    def hold(
+        self,
+        queue_name: str,
+        job_name: str,
+        slot: Slot = None,
+        run_id: str | None = None,
+        *,
+        wait_seconds: float = 0.0,
+        lease_seconds: float | None = None,
+    ) -> AbstractContextManager[Held]:
+        """Hold the lock `(queue_name, job_name)` for a block; see `DistributedLock.hold`."""
+        return self._core().hold(queue_name, job_name, slot, run_id,
+                                 wait_seconds=wait_seconds, lease_seconds=lease_seconds)
+
+    @contextmanager
+    def hold_for(
+        self, context: Any, queue_name: str, *, job_name: str | None = None
+    ) -> Iterator[Held]:
+        """Hold the lock for an op or asset, taking job name, slot and run id from `context`."""
+        if self.on_held not in ON_HELD_CHOICES:
+            raise LockConfigError(
+                f"Incorrect config: DistributedLockResource.on_held must be one of "
+                f"{', '.join(ON_HELD_CHOICES)}, got {self.on_held!r}."
+            )
+        target = lock_target(context, job_name)
+        partitioned = target.slot_kind == "partition"
+        wait = (check_seconds("partition_wait_seconds", self.partition_wait_seconds,
+                              maximum=MAX_LEASE_SECONDS, allow_zero=True)
+                if partitioned else 0.0)
+        with self.hold(queue_name, target.job_name, target.slot, target.run_id,
+                       wait_seconds=wait) as held:
+            if not held.acquired:
+                summary = describe_not_acquired(held)
+                if held.reason == "held" and partitioned:
+                    raise LockTimeout(
+                        f"{summary}; waited {wait:g} s for it to finish. Partition "
+                        f"{target.slot} was not run: retry the run once the holder is done.",
+                        queue_name=queue_name, job_name=target.job_name,
+                    )
+                if held.reason == "held" and self.on_held == "fail":
+                    raise LockHeld(f"{summary} (on_held is 'fail')",
+                                   queue_name=queue_name, job_name=target.job_name)
+                context.log.info("Skipped: %s", summary)
+            yield held
+
+
+def describe_not_acquired(held: Held) -> str:
+    """One line for an operator: why the body did not run, and who has it since when."""
+    since = held.since.isoformat(timespec="seconds") if held.since else "an unknown time"
+    if held.reason == "slot_done":
+        return f"Slot {held.slot} of lock {held.label} was already completed by {held.holder}"
+    if held.reason == "slot_running":
+        return (f"Slot {held.slot} of lock {held.label} is being run by {held.holder} "
+                f"since {since}")
+    return f"Lock {held.label} is held by {held.holder} since {since}"

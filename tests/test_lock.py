@@ -1,0 +1,382 @@
+"""The lock protocol of DESIGN.md, point by point, against every PostgreSQL at hand."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from resources import DistributedLock, LockLost
+
+
+@pytest.fixture
+def lock(lock_database_url: str) -> DistributedLock:
+    return DistributedLock(lock_database_url, app_id="instance-one", lease_seconds=300)
+
+
+@pytest.fixture
+def other(lock_database_url: str) -> DistributedLock:
+    return DistributedLock(lock_database_url, app_id="instance-two", lease_seconds=300)
+
+
+def worker_args(url: str, queue: str, job: str, *extra: str) -> tuple[str, ...]:
+    return ("hold", "--url", url, "--queue", queue, "--job", job, *extra)
+
+
+def test_acquire_writes_lock_row_and_processing_row_together(lock, tables, names):
+    with lock.hold(*names, run_id="run-1") as held:
+        assert held.acquired and held.reason is None
+        assert isinstance(held.fence, int)
+        owner, fence, created, expires = tables.lock_row(*names)
+        assert owner.startswith("instance-one/run-1/") and fence == held.fence
+        assert expires - created == timedelta(seconds=300)
+        assert tables.logs(*names) == [
+            ("Processing", "instance-one", held.fence, None, f"Lock acquired (fence {held.fence})")
+        ]
+    assert tables.lock_row(*names) is None
+    [(status, _, _, _, remark)] = tables.logs(*names)
+    assert status == "Completed" and remark.startswith(f"Lock acquired (fence {held.fence}); Completed in ")
+
+
+def test_loser_gets_answer_and_exited_row_naming_holder(lock, other, tables, names):
+    with lock.hold(*names) as held:
+        with other.hold(*names) as lost:
+            assert not lost.acquired and lost.fence is None
+            assert lost.reason == "held"
+            assert lost.holder.startswith("instance-one")
+            assert lost.since == tables.lock_row(*names)[2]
+    logs = tables.logs(*names)
+    assert [row[0] for row in logs] == ["Completed", "Exited"]
+    assert logs[1][1] == "instance-two"
+    assert "lock held by instance-one" in logs[1][4]
+    assert held.fence == logs[0][2]
+
+
+def test_timestamps_come_from_the_database_clock(lock, tables, names):
+    [(before,)] = tables.query("SELECT clock_timestamp()")
+    with lock.hold(*names, lease_seconds=7) as held:
+        _, _, created, expires = tables.lock_row(*names)
+    [(after,)] = tables.query("SELECT clock_timestamp()")
+    assert before <= created <= after and held.since == created
+    assert expires - created == timedelta(seconds=7)
+
+
+def test_lease_is_renewed_while_body_outlives_it(lock_database_url, other, tables, names):
+    short = DistributedLock(lock_database_url, app_id="instance-one", lease_seconds=2)
+    with short.hold(*names) as held:
+        first_expiry = tables.lock_row(*names)[3]
+        for _ in range(5):  # 5 s of body: two and a half leases
+            time.sleep(1)
+            with other.hold(*names) as rival:
+                assert not rival.acquired, "a renewed lease must never be taken over"
+        assert tables.lock_row(*names)[3] > first_expiry + timedelta(seconds=2)
+        held.ensure_held()
+    assert tables.statuses(*names) == ["Completed"] + ["Exited"] * 5
+
+
+def test_crashed_holder_is_taken_over_after_lease_with_higher_fence(
+    lock_database_url, other, tables, names, spawn_worker
+):
+    worker = spawn_worker(*worker_args(lock_database_url, *names, "--lease", "2",
+                                       "--body-seconds", "60", "--app-id", "crasher"))
+    fence = worker.wait_for("acquired")["fence"]
+    worker.process.send_signal(signal.SIGKILL)
+    worker.process.wait()
+    with other.hold(*names) as early:
+        assert not early.acquired and early.holder.startswith("crasher")
+    time.sleep(2.2)
+    with other.hold(*names) as taker:
+        assert taker.acquired and taker.fence > fence
+    logs = tables.logs(*names)
+    assert [row[0] for row in logs] == ["Exited", "Exited", "Completed"]
+    assert logs[0][1] == "crasher" and "Lease expired" in logs[0][4]
+    assert "taken over from crasher" in logs[2][4]
+
+
+def expire_now(tables, names) -> None:
+    """Make the current lease lapse, as if its holder had been paused for a whole lease."""
+    tables.query(
+        "UPDATE queue_locks SET expires_at = clock_timestamp() - interval '1 second'"
+        " WHERE queue_name = %s AND job_name = %s RETURNING 1", *names
+    )
+
+
+def test_fence_strictly_increases_across_grants_releases_and_takeovers(
+    lock, other, tables, names
+):
+    fences = []
+    for holder in (lock, other, lock):
+        with holder.hold(*names) as held:
+            fences.append(held.fence)
+    with pytest.raises(LockLost):
+        with lock.hold(*names) as held:
+            fences.append(held.fence)
+            expire_now(tables, names)
+            with other.hold(*names) as taker:
+                fences.append(taker.fence)
+    with other.hold(*names) as held:
+        fences.append(held.fence)
+    assert fences == sorted(set(fences)) and len(fences) == 6
+
+
+def test_stale_holder_release_deletes_nothing_of_its_successor(lock, other, tables, names):
+    with pytest.raises(LockLost) as lost:
+        with lock.hold(*names) as stale:
+            expire_now(tables, names)
+            successor = other.hold(*names)
+            taken = successor.__enter__()
+            assert taken.acquired and taken.fence > stale.fence
+    # The successor still holds its row, untouched by the stale release.
+    owner, fence, _, _ = tables.lock_row(*names)
+    assert owner.startswith("instance-two") and fence == taken.fence
+    assert "another holder took over" in str(lost.value)
+    successor.__exit__(None, None, None)
+    assert tables.statuses(*names) == ["Exited", "Completed"], "the lost holder never completes"
+
+
+def test_paused_holder_is_taken_over_and_told(lock_database_url, other, tables, names,
+                                              spawn_worker):
+    worker = spawn_worker(*worker_args(lock_database_url, *names, "--lease", "2",
+                                       "--body-seconds", "1", "--app-id", "sleepy"))
+    fence = worker.wait_for("acquired")["fence"]
+    worker.process.send_signal(signal.SIGSTOP)  # a stop-the-world pause longer than the lease
+    time.sleep(2.5)
+    with other.hold(*names, lease_seconds=30) as taker:
+        assert taker.acquired and taker.fence > fence
+        worker.process.send_signal(signal.SIGCONT)
+        event = worker.wait_for("lock_error")
+        assert event["kind"] == "LockLost"
+        assert tables.lock_row(*names)[1] == taker.fence
+    logs = tables.logs(*names)
+    assert [row[0] for row in logs] == ["Exited", "Completed"]
+    assert logs[0][1] == "sleepy" and "Lease expired" in logs[0][4]
+
+
+def test_lost_lease_raises_lock_lost_chained_to_the_body_error(lock, other, tables, names):
+    with pytest.raises(LockLost) as lost:
+        with lock.hold(*names):
+            expire_now(tables, names)
+            with other.hold(*names):
+                raise ValueError("body broke after losing the lease")
+    assert isinstance(lost.value.__cause__, ValueError)
+    assert tables.statuses(*names) == ["Exited", "Failed"]
+
+
+def test_ensure_held_raises_after_takeover(lock, other, tables, names):
+    with pytest.raises(LockLost):
+        with lock.hold(*names) as held:
+            held.ensure_held()
+            expire_now(tables, names)
+            held.ensure_held()  # expired but still ours: not lost
+            with other.hold(*names):
+                with pytest.raises(LockLost, match="taken over"):
+                    held.ensure_held()
+
+
+def test_expired_lease_still_ours_is_released_as_usual(lock, tables, names):
+    with lock.hold(*names):
+        expire_now(tables, names)
+    assert tables.statuses(*names) == ["Completed"]
+    assert tables.lock_row(*names) is None
+
+
+TICK = datetime(2026, 11, 28, 4, 0, tzinfo=timezone.utc)
+
+
+def test_same_slot_twice_in_sequence_second_is_exited(lock, other, tables, names):
+    with lock.hold(*names, slot=TICK) as first:
+        assert first.acquired
+    with other.hold(*names, slot=TICK) as second:
+        assert not second.acquired and second.reason == "slot_done"
+        assert second.holder == "instance-one"
+    logs = tables.logs(*names)
+    assert [row[0] for row in logs] == ["Completed", "Exited"]
+    assert logs[0][3] == logs[1][3] == "2026-11-28T04:00:00.000000+00:00"
+    assert "already completed by instance-one" in logs[1][4]
+
+
+def test_failed_slot_may_run_again(lock, other, tables, names):
+    with pytest.raises(RuntimeError):
+        with lock.hold(*names, slot=TICK):
+            raise RuntimeError("transient")
+    with other.hold(*names, slot=TICK) as retry:
+        assert retry.acquired
+    assert tables.statuses(*names) == ["Failed", "Completed"]
+    assert "RuntimeError: transient" in tables.logs(*names)[0][4]
+
+
+def test_same_tick_in_two_time_zones_is_one_slot(lock, other, names):
+    tokyo = TICK.astimezone(timezone(timedelta(hours=9)))
+    with lock.hold(*names, slot=tokyo):
+        pass
+    with other.hold(*names, slot=TICK.astimezone(timezone(timedelta(hours=-5)))) as again:
+        assert not again.acquired and again.reason == "slot_done"
+
+
+def test_partition_key_slot_runs_once_per_partition(lock, other, tables, names):
+    with lock.hold(*names, slot="2026-11-27"):
+        pass
+    with other.hold(*names, slot="2026-11-27") as duplicate:
+        assert duplicate.reason == "slot_done"
+    with other.hold(*names, slot="2026-11-28") as next_partition:
+        assert next_partition.acquired
+    assert [row[3] for row in tables.logs(*names)] == ["2026-11-27"] * 2 + ["2026-11-28"]
+
+
+def test_slot_being_processed_is_reported_as_running(lock, other, names):
+    with lock.hold(*names, slot=TICK):
+        with other.hold(*names, slot=TICK) as duplicate:
+            assert duplicate.reason == "slot_running"
+            assert duplicate.holder.startswith("instance-one")
+        with other.hold(*names, slot="another") as other_slot:
+            assert other_slot.reason == "held"
+
+
+def test_crashed_holders_slot_runs_again_after_takeover(lock, other, tables, names):
+    with pytest.raises(LockLost):
+        with lock.hold(*names, slot=TICK):
+            expire_now(tables, names)
+            with other.hold(*names, slot=TICK) as retry:
+                assert retry.acquired
+    assert tables.statuses(*names) == ["Exited", "Completed"]
+
+
+def test_wait_seconds_acquires_once_holder_releases(lock, other, tables, names):
+    release = threading.Event()
+
+    def hold_briefly():
+        with lock.hold(*names):
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_briefly)
+    holder.start()
+    while tables.lock_row(*names) is None:
+        time.sleep(0.01)
+    threading.Timer(0.5, release.set).start()
+    with other.hold(*names, wait_seconds=10) as waited:
+        assert waited.acquired
+    holder.join()
+    assert tables.statuses(*names) == ["Completed", "Completed"]
+
+
+def test_wait_seconds_times_out_with_one_exited_row(lock, other, tables, names):
+    with lock.hold(*names):
+        started = time.monotonic()
+        with other.hold(*names, wait_seconds=1.0) as waited:
+            assert not waited.acquired and waited.reason == "held"
+        assert time.monotonic() - started >= 1.0
+    assert tables.statuses(*names) == ["Completed", "Exited"]
+
+
+def test_lock_released_when_body_raises(lock, tables, names):
+    with pytest.raises(ZeroDivisionError):
+        with lock.hold(*names):
+            1 / 0
+    assert tables.lock_row(*names) is None
+    assert tables.statuses(*names) == ["Failed"]
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_interrupt_in_body_releases_and_records_exited(lock, tables, names, interrupt):
+    with pytest.raises(interrupt):
+        with lock.hold(*names):
+            raise interrupt()
+    assert tables.lock_row(*names) is None
+    [(status, _, _, _, remark)] = tables.logs(*names)
+    assert status == "Exited" and interrupt.__name__ in remark
+
+
+def test_dagster_interrupt_releases_and_records_exited(lock, tables, names):
+    from dagster._core.errors import DagsterExecutionInterruptedError
+
+    with pytest.raises(DagsterExecutionInterruptedError):
+        with lock.hold(*names):
+            raise DagsterExecutionInterruptedError()
+    assert tables.lock_row(*names) is None
+    assert tables.statuses(*names) == ["Exited"]
+
+
+def test_sigint_to_holder_process_releases_and_records_exited(
+    lock_database_url, tables, names, spawn_worker
+):
+    worker = spawn_worker(*worker_args(lock_database_url, *names, "--body-seconds", "60"))
+    worker.wait_for("acquired")
+    worker.process.send_signal(signal.SIGINT)
+    worker.wait_for("interrupted")
+    assert tables.lock_row(*names) is None
+    [(status, _, _, _, remark)] = tables.logs(*names)
+    assert status == "Exited" and "KeyboardInterrupt" in remark
+
+
+def test_sigint_while_waiting_to_acquire_records_one_exited_row(
+    lock, lock_database_url, tables, names, spawn_worker
+):
+    with lock.hold(*names):
+        worker = spawn_worker(*worker_args(lock_database_url, *names, "--wait", "60",
+                                           "--app-id", "waiter"))
+        worker.wait_for("ready")
+        time.sleep(0.5)  # now inside the wait loop
+        worker.process.send_signal(signal.SIGINT)
+        worker.wait_for("interrupted")
+    logs = tables.logs(*names)
+    assert [row[0] for row in logs] == ["Completed", "Exited"]
+    assert logs[1][1] == "waiter" and "Interrupted while acquiring" in logs[1][4]
+
+
+def test_sixteen_processes_racing_for_one_slot_one_wins(
+    lock_database_url, tables, names, spawn_worker
+):
+    start_at = time.time() + 8
+    workers = [
+        spawn_worker(*worker_args(lock_database_url, *names, "--slot", TICK.isoformat(),
+                                  "--slot-is-time", "--body-seconds", "0.5",
+                                  "--app-id", f"racer-{n}", "--start-at", str(start_at)))
+        for n in range(16)
+    ]
+    outcomes = [event["event"] for worker in workers for event in worker.finish(timeout=120)
+                if event["event"] in ("acquired", "not_acquired")]
+    assert sorted(outcomes) == ["acquired"] + ["not_acquired"] * 15
+    assert sorted(tables.statuses(*names)) == ["Completed"] + ["Exited"] * 15
+    assert tables.lock_row(*names) is None
+
+
+def test_counter_fuzz_eight_processes_count_exactly(
+    lock_database_url, tables, names, spawn_worker, tmp_path
+):
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    workers = [
+        spawn_worker("fuzz", "--url", lock_database_url, "--queue", names[0], "--job", names[1],
+                     "--counter", str(counter), "--iterations", "10", "--wait", "60",
+                     "--app-id", f"fuzzer-{n}")
+        for n in range(8)
+    ]
+    increments = sum(
+        event["increments"] for worker in workers for event in worker.finish(timeout=300)
+        if event["event"] == "fuzz_done"
+    )
+    assert increments == 80
+    assert int(counter.read_text()) == 80
+    assert tables.statuses(*names) == ["Completed"] * 80
+
+
+def test_debug_log_lines_pair_attempt_and_acquire(lock, names, caplog):
+    with caplog.at_level(logging.DEBUG, logger="resources.lock"):
+        with lock.hold(*names):
+            pass
+    label = "/".join(names)
+    messages = [record.getMessage() for record in caplog.records]
+    assert f"Attempting to acquire lock {label}" in messages
+    assert any(message.startswith(f"Lock {label} acquired") for message in messages)
+    assert any(message.startswith(f"Lock {label} released") for message in messages)
+
+
+@pytest.mark.parametrize("name", ["it's; DROP TABLE queue_locks; --", "名前 ✓ é", "%s %(x)s $1"])
+def test_names_with_quotes_unicode_and_sql_are_stored_verbatim(lock, tables, name):
+    with lock.hold(name, name):
+        pass
+    assert tables.statuses(name, name) == ["Completed"]
