@@ -5,19 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sqlalchemy import text
-
 from .database import DATABASE_URL_ENV, database_for, resolve_url, safe_url
 from .errors import LockError
 from .migrate import migrate
 
-_LOCKS = text(
+_LOCKS = (
     "SELECT queue_name, job_name, owner, fence, created_time, expires_at,"
     " expires_at < clock_timestamp() AS expired FROM queue_locks ORDER BY queue_name, job_name"
 )
-_RECENT_LOGS = text(
+_RECENT_LOGS = (
     "SELECT id, app_id, queue_name, job_name, status, slot, fence, updated_time, remark"
-    " FROM job_logs ORDER BY id DESC LIMIT :limit"
+    " FROM job_logs ORDER BY id DESC LIMIT %(limit)s"
 )
 
 

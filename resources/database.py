@@ -139,7 +139,7 @@ class Database:
         """A pooled psycopg connection (autocommit), checked against the schema on first use."""
         try:
             pooled = self.engine.raw_connection()
-        except exc.DBAPIError as error:
+        except (exc.DBAPIError, psycopg.Error) as error:
             raise LockConnectionError(
                 f"Cannot connect to {self.describe()} as user {self.url.username!r}: "
                 f"{_first_line(error, self.url)}. Check that the server is running and that "
@@ -165,7 +165,7 @@ class Database:
             has_tables, has_version = conn.execute(_SCHEMA_PRESENT).fetchone()
             version = conn.execute(_SCHEMA_VERSION).fetchone()[0] if has_version else 0
             migrate = f"dlock migrate --database-url '{safe_url(self.url)}'"
-            if not has_tables or version == 0:
+            if not has_tables or not has_version:
                 raise LockSchemaError(
                     f"The lock tables queue_locks and job_logs are missing in {self.describe()}. "
                     f"Create them with: {migrate}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,9 @@ from sqlalchemy import make_url
 from resources.migrate import migrate
 
 EXTERNAL_URL_ENV = "LOCK_TEST_DATABASE_URL"
+# The console scripts of the environment running the tests.
+BIN = Path(sys.executable).parent
+DLOCK = str(BIN / "dlock")
 SERVERS = ["embedded"] + (["external"] if os.environ.get(EXTERNAL_URL_ENV) else [])
 
 
@@ -114,7 +118,8 @@ class Tables:
 
     def query(self, sql: str, *params: object) -> list[tuple]:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            return conn.execute(sql, params).fetchall()
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
 
     def logs(self, queue_name: str, job_name: str) -> list[tuple]:
         """(status, app_id, fence, slot, remark) rows, oldest first."""
