@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy.engine import URL
 
 from .database import Database, check_timeouts, database_for, resolve_url
@@ -54,6 +55,7 @@ class Held:
     holder: str | None = None
     reason: str | None = None
     since: datetime | None = None
+    app_id: str = ""
     _owner: str = field(default="", repr=False)
     _database: Database | None = field(default=None, repr=False)
 
@@ -122,6 +124,12 @@ class DistributedLock:
         return database_for(self._url, *self._timeouts)
 
     @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection to the lock database, for writes fenced by the lock."""
+        with self.database().connect() as conn:
+            yield conn
+
+    @contextmanager
     def hold(
         self,
         queue_name: str,
@@ -160,7 +168,8 @@ class DistributedLock:
 
         acquired, fence, log_id, reason, holder, since = row
         held = Held(queue_name, job_name, stored_slot, acquired=acquired, fence=fence,
-                    holder=holder, reason=reason, since=since, _owner=owner, _database=database)
+                    holder=holder, reason=reason, since=since, app_id=app_id,
+                    _owner=owner, _database=database)
         if not held.acquired:
             log.info("Lock %s not acquired (%s): holder %s since %s", label, held.reason,
                      held.holder, held.since)

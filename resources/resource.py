@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import dagster as dg
+import psycopg
 from pydantic import Field, PrivateAttr
 
 from .context_target import lock_target
@@ -117,6 +118,10 @@ class DistributedLockResource(dg.ConfigurableResource):
         """Hold the lock `(queue_name, job_name)` for a block; see `DistributedLock.hold`."""
         return self._core().hold(queue_name, job_name, slot, run_id,
                                  wait_seconds=wait_seconds, lease_seconds=lease_seconds)
+
+    def connection(self) -> AbstractContextManager[psycopg.Connection]:
+        """A pooled autocommit psycopg connection to the lock database (for fenced writes)."""
+        return self._core().connection()
 
     @contextmanager
     def hold_for(

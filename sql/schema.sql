@@ -263,3 +263,16 @@ $$;
 CREATE FUNCTION dlock_schema_version() RETURNS integer
 LANGUAGE sql IMMUTABLE
 AS $$ SELECT 1 $$;
+
+-- The heartbeat jobs' own work: one row per beat, written under the lock with its fence
+-- (orchestration/heartbeat.py), so an operator sees which instance beat for which slot.
+CREATE TABLE heartbeats (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    app_id     varchar(200) NOT NULL,  -- the instance that did the work
+    queue_name varchar(100) NOT NULL,
+    job_name   varchar(100) NOT NULL,
+    fence      bigint       NOT NULL,  -- the holder's fence at the time of the write
+    slot       text,                   -- the tick or partition the beat belongs to
+    run_id     text,                   -- the Dagster run
+    beat_time  timestamptz  NOT NULL DEFAULT clock_timestamp()  -- database clock
+);

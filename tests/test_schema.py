@@ -49,7 +49,7 @@ def test_migrations_build_exactly_schema_sql(default_databases):
         conn.execute((SQL_DIR / "schema.sql").read_text())
     expected = snapshot(from_schema)
     assert snapshot(migrated) == expected
-    assert {row[0] for row in expected["columns"]} == {"queue_locks", "job_logs"}
+    assert {row[0] for row in expected["columns"]} == {"queue_locks", "job_logs", "heartbeats"}
     assert len(expected["functions"]) == 4
 
 
@@ -69,7 +69,7 @@ def test_dlock_migrate_creates_the_schema_and_is_harmless_twice(default_database
     url = default_databases.create(migrated=False)
     first = run_dlock("migrate", "--database-url", url)
     assert first.returncode == 0, first.stderr
-    assert "Applied 3 migration(s)" in first.stdout
+    assert "Applied 4 migration(s)" in first.stdout
     second = run_dlock("migrate", "--database-url", url)
     assert second.returncode == 0 and "already up to date" in second.stdout
     assert Tables(url).count("queue_locks") == 0

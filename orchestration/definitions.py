@@ -1,0 +1,27 @@
+"""Wires the code location. `defs` is the single-location default; the two instances add an id."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from resources import DistributedLockResource
+
+from .assets import heartbeat, heartbeat_asset_job
+from .jobs import heartbeat_job
+from .schedules import heartbeat_asset_job_hourly_schedule, heartbeat_job_hourly_schedule
+
+
+def build_definitions(app_id: str | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[heartbeat],
+        jobs=[heartbeat_job, heartbeat_asset_job],
+        schedules=[heartbeat_job_hourly_schedule, heartbeat_asset_job_hourly_schedule],
+        resources={
+            "lock": DistributedLockResource(
+                database_url=dg.EnvVar("LOCK_DATABASE_URL"), app_id=app_id
+            )
+        },
+    )
+
+
+defs = build_definitions()

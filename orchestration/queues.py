@@ -1,0 +1,4 @@
+"""Lock queue names, in one place: every deployment must agree on them to contend."""
+
+HEARTBEAT_QUEUE = "heartbeat-queue"
+HEARTBEAT_ASSET_QUEUE = "heartbeat-asset-queue"
