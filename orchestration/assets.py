@@ -21,7 +21,7 @@ def heartbeat(
 ) -> Iterator[dg.Output]:
     # The lock's job name is the asset key, whatever Dagster job runs the asset.
     with lock.hold_for(context, queue_name=HEARTBEAT_ASSET_QUEUE) as held:
-        done = beat(lock, held, config, context.run_id) if held.acquired else None
+        done = beat(lock, held, config, context.run.run_id) if held.acquired else None
     if done is None:
         report_skip(context, held)
         return

@@ -60,7 +60,7 @@ def report_skip(context: dg.OpExecutionContext | dg.AssetExecutionContext, held:
     """Say why no work was done, in the run's log and in run tags the UI shows."""
     summary = describe_not_acquired(held)
     context.log.info("No beat from this run: %s", summary)
-    context.instance.add_run_tags(context.run_id, {
+    context.instance.add_run_tags(context.run.run_id, {
         "dlock/outcome": "skipped",
         "dlock/reason": held.reason or "",
         "dlock/holder": held.holder or "",
@@ -72,6 +72,6 @@ def report_beat(context: dg.OpExecutionContext | dg.AssetExecutionContext,
                 beat: dict[str, Any]) -> None:
     context.log.info("Beat %s by %s for %s (fence %s)", beat["beat_id"], beat["instance"],
                      beat["slot"], beat["fence"])
-    context.instance.add_run_tags(context.run_id, {
+    context.instance.add_run_tags(context.run.run_id, {
         "dlock/outcome": "completed", "dlock/fence": str(beat["fence"]),
     })

@@ -20,7 +20,7 @@ def record_heartbeat(
     context: dg.OpExecutionContext, config: HeartbeatConfig, lock: DistributedLockResource
 ) -> Iterator[dg.Output]:
     with lock.hold_for(context, queue_name=HEARTBEAT_QUEUE) as held:
-        done = beat(lock, held, config, context.run_id) if held.acquired else None
+        done = beat(lock, held, config, context.run.run_id) if held.acquired else None
     # Yielded after the lock is released, so a lost lease fails the run before any output.
     if done is None:
         report_skip(context, held)

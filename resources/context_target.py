@@ -39,10 +39,10 @@ def lock_target(context: Any, job_name: str | None = None) -> LockTarget:
     tags = context.run.tags
     name = job_name or lock_job_name(context)
     if context.has_partition_key:
-        return LockTarget(name, context.partition_key, "partition", context.run_id)
+        return LockTarget(name, context.partition_key, "partition", context.run.run_id)
     if SCHEDULED_TIME_TAG in tags:
         return LockTarget(name, parse_scheduled_time(tags[SCHEDULED_TIME_TAG]), "tick",
-                          context.run_id)
+                          context.run.run_id)
     if tags.get(RUN_KEY_TAG):
-        return LockTarget(name, tags[RUN_KEY_TAG], "run_key", context.run_id)
-    return LockTarget(name, None, None, context.run_id)
+        return LockTarget(name, tags[RUN_KEY_TAG], "run_key", context.run.run_id)
+    return LockTarget(name, None, None, context.run.run_id)
