@@ -1,0 +1,123 @@
+"""One guarded cycle (acquire, log, release, log) for each approach, on one open connection."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import psycopg
+
+from resources import DistributedLock
+
+from .server import libpq
+
+REFERENCE_TABLES = """
+    CREATE TABLE IF NOT EXISTS ref_queue_locks (
+        queue_name varchar(100) NOT NULL, job_name varchar(100) NOT NULL,
+        created_time timestamptz NOT NULL, PRIMARY KEY (queue_name, job_name));
+    CREATE TABLE IF NOT EXISTS ref_job_logs (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, app_id varchar(200) NOT NULL,
+        job_name varchar(100) NOT NULL, status varchar(35) NOT NULL, remark text NOT NULL,
+        created_time timestamptz NOT NULL, updated_time timestamptz NOT NULL);
+    CREATE TABLE IF NOT EXISTS floor_rows (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, note text NOT NULL,
+        created_time timestamptz NOT NULL DEFAULT clock_timestamp());
+"""
+
+
+def connect(url: str) -> psycopg.Connection:
+    return psycopg.connect(libpq(url), autocommit=True)
+
+
+def floor(url: str) -> Callable[[], None]:
+    """Two single-row INSERT commits: a durable acquire record and a durable release record."""
+    conn = connect(url)
+    conn.execute(REFERENCE_TABLES)
+
+    def cycle() -> None:
+        conn.execute("INSERT INTO floor_rows (note) VALUES ('acquired')")
+        conn.execute("INSERT INTO floor_rows (note) VALUES ('released')")
+
+    return cycle
+
+
+def advisory(url: str) -> Callable[[], None]:
+    """pg_try_advisory_lock and unlock: no lease, no fence, no log, a pinned connection."""
+    conn = connect(url)
+
+    def cycle() -> None:
+        if not conn.execute("SELECT pg_try_advisory_lock(42)").fetchone()[0]:
+            raise RuntimeError("advisory lock unexpectedly held")
+        conn.execute("SELECT pg_advisory_unlock(42)")
+
+    return cycle
+
+
+def reference(url: str) -> Callable[[], None]:
+    """The .NET reference design on the floor's driver: insert, catch the violation, read and
+    delete a stale row, log Processing, then log Completed and delete on completion."""
+    conn = connect(url)
+    conn.execute(REFERENCE_TABLES)
+    lock_key = ("bench-queue", "reference_job")
+
+    def acquire() -> bool:
+        try:
+            conn.execute("INSERT INTO ref_queue_locks VALUES (%s, %s, clock_timestamp())",
+                         lock_key)
+            return True
+        except psycopg.errors.UniqueViolation:
+            row = conn.execute("SELECT created_time < clock_timestamp() - interval '5 minutes'"
+                               " FROM ref_queue_locks WHERE queue_name = %s AND job_name = %s",
+                               lock_key).fetchone()
+            if row and row[0]:
+                conn.execute("DELETE FROM ref_queue_locks WHERE queue_name = %s"
+                             " AND job_name = %s", lock_key)
+            return False
+
+    def cycle() -> None:
+        if not acquire():
+            raise RuntimeError("reference lock unexpectedly held")
+        log_id = conn.execute(
+            "INSERT INTO ref_job_logs (app_id, job_name, status, remark, created_time,"
+            " updated_time) VALUES ('bench', %s, 'Processing', 'started', clock_timestamp(),"
+            " clock_timestamp()) RETURNING id", lock_key[1:]).fetchone()[0]
+        conn.execute("UPDATE ref_job_logs SET status = 'Completed', remark = 'done',"
+                     " updated_time = clock_timestamp() WHERE id = %s", (log_id,))
+        conn.execute("DELETE FROM ref_queue_locks WHERE queue_name = %s AND job_name = %s",
+                     lock_key)
+
+    return cycle
+
+
+def project(url: str, job_name: str = "project_job") -> Callable[[], None]:
+    """DistributedLockResource.hold() end to end, job log included."""
+    lock = DistributedLock(url, app_id="bench")
+
+    def cycle() -> None:
+        with lock.hold("bench-queue", job_name) as held:
+            if not held.acquired:
+                raise RuntimeError("project lock unexpectedly held")
+
+    return cycle
+
+
+def project_scheduled(url: str) -> Callable[[], None]:
+    """The same with a fresh slot every cycle, as each scheduled tick has."""
+    lock = DistributedLock(url, app_id="bench")
+    ticks = itertools.count()
+
+    def cycle() -> None:
+        with lock.hold("bench-queue", "scheduled_job", slot=f"tick-{next(ticks)}") as held:
+            if not held.acquired:
+                raise RuntimeError("project lock unexpectedly held")
+
+    return cycle
+
+
+APPROACHES: dict[str, Callable[[str], Callable[[], None]]] = {
+    "floor (2 INSERT commits)": floor,
+    "advisory lock": advisory,
+    "reference design": reference,
+    "this project": project,
+    "this project, with slot": project_scheduled,
+}

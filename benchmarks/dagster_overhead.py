@@ -1,0 +1,89 @@
+"""A guarded heartbeat run against its unguarded twin: wall time and the process tree's peak
+memory, through execute_in_process and through the `dagster` CLI, after one warm-up run."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+JOBS = {"guarded": "heartbeat_job", "unguarded": "unguarded_heartbeat_job"}
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+
+
+def _peak_tree_rss(process: subprocess.Popen) -> int:
+    """Poll the process and its descendants until it exits; the largest summed RSS seen."""
+    root, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.01)
+    return peak
+
+
+def _run(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    peak = _peak_tree_rss(process)
+    out = process.stdout.read()
+    process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{out[-2000:]}")
+    return time.perf_counter() - started, peak, out
+
+
+def _in_process_script(job: str, runs: int) -> list[str]:
+    code = (
+        "import json, time\n"
+        "from benchmarks.dagster_twin import defs\n"
+        f"job = defs.resolve_job_def({job!r})\n"
+        "job.execute_in_process()\n"  # warm-up
+        "times = []\n"
+        f"for _ in range({runs}):\n"
+        "    started = time.perf_counter(); job.execute_in_process()\n"
+        "    times.append(time.perf_counter() - started)\n"
+        "print('TIMES ' + json.dumps(times))\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def measure(url: str, in_process_runs: int, cli_runs: int) -> dict[str, Any]:
+    home = tempfile.mkdtemp(prefix="dlock-bench-home-")
+    env = {**os.environ, "LOCK_DATABASE_URL": url, "DAGSTER_HOME": home}
+    results: dict[str, Any] = {}
+    for variant, job in JOBS.items():
+        _, peak, out = _run(_in_process_script(job, in_process_runs), env)
+        times = json.loads(out.split("TIMES ", 1)[1].splitlines()[0])
+        results[f"in_process_{variant}"] = {"median_ms": statistics.median(times) * 1000,
+                                            "peak_mib": peak / 2**20}
+    cli: dict[str, dict[str, list[float]]] = {v: {"wall": [], "peak": []} for v in JOBS}
+    for variant, job in JOBS.items():  # warm-up: byte-compile, first storage writes
+        _run([DAGSTER, "job", "execute", "-m", "benchmarks.dagster_twin", "-j", job], env)
+    for _ in range(cli_runs):
+        for variant, job in JOBS.items():
+            wall, peak, _ = _run(
+                [DAGSTER, "job", "execute", "-m", "benchmarks.dagster_twin", "-j", job], env)
+            cli[variant]["wall"].append(wall)
+            cli[variant]["peak"].append(peak)
+    for variant in JOBS:
+        results[f"cli_{variant}"] = {
+            "median_ms": statistics.median(cli[variant]["wall"]) * 1000,
+            "peak_mib": statistics.median(cli[variant]["peak"]) / 2**20,
+        }
+    for mode in ("in_process", "cli"):
+        guarded, unguarded = results[f"{mode}_guarded"], results[f"{mode}_unguarded"]
+        results[f"{mode}_wall_overhead"] = guarded["median_ms"] / unguarded["median_ms"] - 1
+        results[f"{mode}_memory_overhead"] = guarded["peak_mib"] / unguarded["peak_mib"] - 1
+    return results
