@@ -107,6 +107,19 @@ def _first_line(error: BaseException, url: URL) -> str:
     return line
 
 
+class _Pinned:
+    """Holds a thread's pooled connection; gives it back to the pool when the thread ends."""
+
+    def __init__(self, pooled: Any) -> None:
+        self.pooled = pooled
+
+    def __del__(self) -> None:
+        try:
+            self.pooled.close()
+        except Exception:  # interpreter shutdown: the pool may be gone already
+            pass
+
+
 class Database:
     """A process's engine for one lock database, checked against the schema on first use."""
 
@@ -129,14 +142,14 @@ class Database:
         )
         self._schema_checked = False
         self._check_lock = threading.Lock()
+        self._local = threading.local()
         self.renewer = RenewalWorker(self._renew_lease)
 
     def describe(self) -> str:
         return f"PostgreSQL at {server_address(self.url)} (database {self.url.database})"
 
-    @contextmanager
-    def connect(self) -> Iterator[psycopg.Connection]:
-        """A pooled psycopg connection (autocommit), checked against the schema on first use."""
+    def _checkout(self) -> Any:
+        """A pooled connection, checked against the schema on the process's first use."""
         try:
             pooled = self.engine.raw_connection()
         except (exc.DBAPIError, psycopg.Error) as error:
@@ -146,17 +159,36 @@ class Database:
                 f"{DATABASE_URL_ENV} (or database_url) has the right host, port, user and "
                 "password."
             ) from None
+        if not self._schema_checked:
+            try:
+                self._check_schema(pooled.driver_connection)
+            except BaseException:
+                pooled.close()
+                raise
+        return pooled
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit psycopg connection of its own, returned to the pool afterwards."""
+        pooled = self._checkout()
         try:
-            conn = pooled.driver_connection
-            if not self._schema_checked:
-                self._check_schema(conn)
-            yield conn
+            yield pooled.driver_connection
         except psycopg.Error:
             if pooled.driver_connection.closed:
                 pooled.invalidate()
             raise
         finally:
-            pooled.close()  # back to the pool, still open
+            pooled.close()
+
+    def _pinned(self) -> psycopg.Connection:
+        """This thread's connection for protocol statements, kept across cycles: a checkout
+        and check-in per statement cost more than a tenth of a round trip."""
+        pinned = getattr(self._local, "pinned", None)
+        if pinned is None or pinned.pooled.driver_connection.closed:
+            if pinned is not None:
+                pinned.pooled.invalidate()
+            pinned = self._local.pinned = _Pinned(self._checkout())
+        return pinned.pooled.driver_connection
 
     def _check_schema(self, conn: psycopg.Connection) -> None:
         with self._check_lock:
@@ -186,8 +218,8 @@ class Database:
         for attempt in (1, 2):
             conn: psycopg.Connection | None = None
             try:
-                with self.connect() as conn:
-                    return conn.execute(statement, params).fetchone()
+                conn = self._pinned()
+                return conn.execute(statement, params).fetchone()
             except psycopg.Error as error:
                 if attempt == 1 and conn is not None and conn.closed:
                     continue

@@ -7,6 +7,7 @@ CREATE TABLE queue_locks (
     created_time timestamptz  NOT NULL DEFAULT clock_timestamp(),
     owner        text         NOT NULL,
     fence        bigint       NOT NULL,
+    log_id       bigint       NOT NULL,
     expires_at   timestamptz  NOT NULL,
     PRIMARY KEY (queue_name, job_name)
 );

@@ -25,6 +25,7 @@ DECLARE
     v_lease       interval := make_interval(secs => p_lease_seconds);
     v_now         timestamptz;
     v_fence       bigint;
+    v_log_id      bigint;
     v_lock        queue_locks%ROWTYPE;
     v_slot_status text;
     v_remark      text;
@@ -37,7 +38,7 @@ BEGIN
         SELECT l.app_id, l.updated_time INTO holder, since
           FROM job_logs l
          WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
-           AND l.slot = p_slot AND l.status = 'Completed';
+           AND l.slot = p_slot AND l.claims_slot AND l.status = 'Completed';
         IF FOUND THEN
             reason := 'slot_done';
         END IF;
@@ -47,11 +48,13 @@ BEGIN
         -- Losers never lock or write the lock row: ON CONFLICT DO NOTHING, then a plain read.
         FOR attempt IN 1..5 LOOP
             v_now := clock_timestamp();
-            INSERT INTO queue_locks AS q (queue_name, job_name, created_time, owner, fence, expires_at)
-            VALUES (p_queue_name, p_job_name, v_now, p_owner,
-                    nextval('queue_lock_fence_seq'), v_now + v_lease)
+            -- The log row's id is drawn here so the lock row can point at it.
+            INSERT INTO queue_locks AS q
+                   (queue_name, job_name, created_time, owner, fence, log_id, expires_at)
+            VALUES (p_queue_name, p_job_name, v_now, p_owner, nextval('queue_lock_fence_seq'),
+                    nextval('job_logs_id_seq'), v_now + v_lease)
             ON CONFLICT DO NOTHING
-            RETURNING q.fence INTO v_fence;
+            RETURNING q.fence, q.log_id INTO v_fence, v_log_id;
             IF v_fence IS NOT NULL THEN
                 v_remark := format('Lock acquired (fence %s)', v_fence);
                 EXIT;
@@ -67,10 +70,11 @@ BEGIN
             v_now := clock_timestamp();
             UPDATE queue_locks q
                SET created_time = v_now, owner = p_owner,
-                   fence = nextval('queue_lock_fence_seq'), expires_at = v_now + v_lease
+                   fence = nextval('queue_lock_fence_seq'), log_id = nextval('job_logs_id_seq'),
+                   expires_at = v_now + v_lease
              WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
                AND q.fence = v_lock.fence AND q.expires_at < v_now
-            RETURNING q.fence INTO v_fence;
+            RETURNING q.fence, q.log_id INTO v_fence, v_log_id;
             IF v_fence IS NOT NULL THEN
                 -- Close the previous holder's row first, so its slot may run again.
                 UPDATE job_logs l
@@ -78,8 +82,7 @@ BEGIN
                        remark = l.remark || '; ' || format('Lease expired at %s without renewal (holder stopped or lost '
                                        'the database); taken over by %s (fence %s)',
                                        v_lock.expires_at, p_owner, v_fence)
-                 WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
-                   AND l.fence = v_lock.fence AND l.status = 'Processing';
+                 WHERE l.id = v_lock.log_id AND l.status = 'Processing';
                 v_remark := format('Lock taken over from %s, whose lease expired at %s (fence %s)',
                                    v_lock.owner, v_lock.expires_at, v_fence);
                 EXIT;
@@ -88,12 +91,11 @@ BEGIN
 
         IF v_fence IS NOT NULL THEN
             INSERT INTO job_logs AS l
-                   (app_id, queue_name, job_name, status, remark, run_id, fence, slot,
+                   (id, app_id, queue_name, job_name, status, remark, run_id, fence, slot,
                     created_time, updated_time)
-            VALUES (p_app_id, p_queue_name, p_job_name, 'Processing', v_remark, p_run_id,
-                    v_fence, p_slot, v_now, v_now)
-            ON CONFLICT (queue_name, job_name, slot) WHERE status IN ('Processing', 'Completed')
-            DO NOTHING
+            VALUES (v_log_id, p_app_id, p_queue_name, p_job_name, 'Processing', v_remark,
+                    p_run_id, v_fence, p_slot, v_now, v_now)
+            ON CONFLICT (queue_name, job_name, slot) WHERE claims_slot DO NOTHING
             RETURNING l.id INTO log_id;
             IF log_id IS NOT NULL THEN
                 acquired := true;
@@ -109,7 +111,7 @@ BEGIN
             SELECT l.status, l.app_id, l.updated_time INTO v_slot_status, holder, since
               FROM job_logs l
              WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
-               AND l.slot = p_slot AND l.status IN ('Processing', 'Completed');
+               AND l.slot = p_slot AND l.claims_slot;
             reason := CASE WHEN v_slot_status = 'Completed' THEN 'slot_done' ELSE 'slot_running' END;
         ELSE
             reason := 'held';
@@ -117,8 +119,7 @@ BEGIN
             since := v_lock.created_time;
             IF p_slot IS NOT NULL AND EXISTS (
                 SELECT 1 FROM job_logs l
-                 WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
-                   AND l.slot = p_slot AND l.status = 'Processing' AND l.fence = v_lock.fence
+                 WHERE l.id = v_lock.log_id AND l.slot = p_slot AND l.status = 'Processing'
             ) THEN
                 reason := 'slot_running';
             END IF;
@@ -195,17 +196,16 @@ LANGUAGE plpgsql
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_fence bigint;
+    v_log_id bigint;
 BEGIN
     DELETE FROM queue_locks q
      WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name AND q.owner = p_owner
-    RETURNING q.fence INTO v_fence;
-    IF v_fence IS NOT NULL THEN
+    RETURNING q.log_id INTO v_log_id;
+    IF v_log_id IS NOT NULL THEN
         UPDATE job_logs l
            SET status = 'Exited', remark = l.remark || '; ' || p_remark,
                updated_time = clock_timestamp()
-         WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
-           AND l.fence = v_fence AND l.status = 'Processing';
+         WHERE l.id = v_log_id AND l.status = 'Processing';
         IF FOUND THEN
             RETURN;
         END IF;
