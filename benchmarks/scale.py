@@ -10,18 +10,19 @@ from resources import DistributedLock
 from .cycles import connect, project
 from .stats import Timing, time_each
 
-FILL = """
-    INSERT INTO queue_locks (queue_name, job_name, created_time, owner, fence, expires_at)
+FILL = ("""
+    INSERT INTO queue_locks (queue_name, job_name, created_time, owner, fence, log_id,
+                             expires_at)
     SELECT 'scale-queue', 'job-' || g, clock_timestamp(), 'filler',
-           nextval('queue_lock_fence_seq'), clock_timestamp() + interval '1 day'
-      FROM generate_series(1, %(locks)s) g;
+           nextval('queue_lock_fence_seq'), 0, clock_timestamp() + interval '1 day'
+      FROM generate_series(1, %(locks)s) g
+""", """
     INSERT INTO job_logs (app_id, queue_name, job_name, status, remark, fence, slot,
                           created_time, updated_time)
     SELECT 'filler', 'scale-queue', 'job-' || (g %% %(locks)s), 'Completed', 'filler', g,
            'slot-' || g, clock_timestamp(), clock_timestamp()
-      FROM generate_series(1, %(logs)s) g;
-    ANALYZE queue_locks; ANALYZE job_logs;
-"""
+      FROM generate_series(1, %(logs)s) g
+""", "ANALYZE queue_locks", "ANALYZE job_logs")
 
 
 def scale(url: str, repetitions: int, locks: int = 100_000, logs: int = 1_000_000) -> dict:
@@ -29,7 +30,8 @@ def scale(url: str, repetitions: int, locks: int = 100_000, logs: int = 1_000_00
     time_each(cycle, 100)
     empty = Timing.of(time_each(cycle, repetitions))
     with connect(url) as conn:
-        conn.execute(FILL, {"locks": locks, "logs": logs})
+        for statement in FILL:
+            conn.execute(statement, {"locks": locks, "logs": logs} if "%(" in statement else None)
     time_each(cycle, 100)
     full = Timing.of(time_each(cycle, repetitions))
     return {"lock_rows": locks, "log_rows": logs, "empty_median_ms": empty.median_ms,

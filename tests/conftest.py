@@ -210,3 +210,43 @@ def spawn_worker() -> Iterator:
         if worker.process.poll() is None:
             worker.process.kill()
             worker.process.wait()
+
+
+DAGSTER = str(BIN / "dagster")
+
+
+@pytest.fixture(scope="module")
+def dagster_instance_env(default_databases, tmp_path_factory):
+    """Makes a DAGSTER_HOME holding the project's own dagster.yaml, on a throwaway storage
+    database, with Dagster's tables created; returns the environment for dagster commands."""
+    import shutil
+    import subprocess
+
+    def make() -> dict[str, str]:
+        storage = make_url(default_databases.create(migrated=False))
+        home = tmp_path_factory.mktemp("dagster-home")
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_URL": storage.set(drivername="postgresql+psycopg2").render_as_string(
+                hide_password=False),
+        }
+        subprocess.run([DAGSTER, "instance", "migrate"], env=env, check=True,
+                       capture_output=True, timeout=300)
+        return env
+
+    return make
+
+
+def dagster(env: dict[str, str], *args: str, executable: str = DAGSTER, **popen):
+    """A dagster command run from the project folder, output captured."""
+    import subprocess
+
+    return subprocess.Popen([executable, *args], env=env, cwd=PROJECT_ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+
+
+def finish(process, timeout: float = 300) -> tuple[int, str]:
+    out, _ = process.communicate(timeout=timeout)
+    return process.returncode, out

@@ -4,53 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from sqlalchemy import make_url
 
-from conftest import BIN, PROJECT_ROOT, Tables
+from conftest import Tables, dagster, finish
 from orchestration.queues import HEARTBEAT_ASSET_QUEUE, HEARTBEAT_QUEUE
 
-DAGSTER = str(BIN / "dagster")
 TICK_TAG = ".dagster/scheduled_execution_time"
 
 
 @pytest.fixture(scope="module")
-def dagster_home(default_databases, tmp_path_factory) -> dict[str, str]:
-    """DAGSTER_HOME holding the project's own dagster.yaml, on a throwaway storage database."""
-    storage = make_url(default_databases.create(migrated=False))
-    home = tmp_path_factory.mktemp("dagster-home")
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_URL": storage.set(drivername="postgresql+psycopg2").render_as_string(
-            hide_password=False),
-    }
-    subprocess.run([DAGSTER, "instance", "migrate"], env=env, check=True, capture_output=True,
-                   timeout=300)
-    return env
+def dagster_home(dagster_instance_env) -> dict[str, str]:
+    return dagster_instance_env()
 
 
 @pytest.fixture
 def env(dagster_home, default_databases) -> dict[str, str]:
     """The instance's environment plus a lock database of this test's own."""
     return {**dagster_home, "LOCK_DATABASE_URL": default_databases.create()}
-
-
-def dagster(env: dict[str, str], *args: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen([DAGSTER, *args], env=env, cwd=PROJECT_ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
-
-
-def finish(process: subprocess.Popen) -> tuple[int, str]:
-    out, _ = process.communicate(timeout=300)
-    return process.returncode, out
 
 
 def test_workspace_validates_with_the_dagster_cli(tmp_path):

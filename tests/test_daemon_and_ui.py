@@ -1,0 +1,144 @@
+"""The deployment as users run it: schedules toggled from the CLI, two daemons on one
+storage, and the webserver showing both locations."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+import urllib.request
+
+import pytest
+
+from conftest import BIN, Tables, dagster, finish
+from orchestration.queues import HEARTBEAT_ASSET_QUEUE, HEARTBEAT_QUEUE
+
+LOCATIONS = ("instance_one", "instance_two")
+
+
+@pytest.fixture
+def env(dagster_instance_env, default_databases) -> dict[str, str]:
+    """A fresh instance (schedule state is per instance) and a lock database of its own."""
+    return {**dagster_instance_env(), "LOCK_DATABASE_URL": default_databases.create()}
+
+
+def schedule_states(env: dict[str, str], location: str) -> dict[str, str]:
+    code, out = finish(dagster(env, "schedule", "list", "-w", "workspace.yaml", "-l", location))
+    assert code == 0, out
+    states = {}
+    for line in out.splitlines():
+        if line.startswith("Schedule: "):
+            name, state = line.removeprefix("Schedule: ").rstrip("]").split(" [")
+            states[name] = state
+    return states
+
+
+def test_schedules_start_and_stop_from_the_cli(env):
+    code, out = finish(dagster(env, "schedule", "start", "--start-all", "-w", "workspace.yaml",
+                               "-l", "instance_one"))
+    assert code == 0, out
+    assert set(schedule_states(env, "instance_one").values()) == {"RUNNING"}
+    code, out = finish(dagster(env, "schedule", "stop", "heartbeat_job_hourly_schedule",
+                               "-w", "workspace.yaml", "-l", "instance_one"))
+    assert code == 0, out
+    assert schedule_states(env, "instance_one") == {
+        "heartbeat_job_hourly_schedule": "STOPPED",
+        "heartbeat_asset_job_hourly_schedule": "RUNNING",
+    }
+    assert set(schedule_states(env, "instance_two").values()) == {"STOPPED"}
+
+
+def final_rows_by_slot(tables: Tables, queue: str, job: str) -> dict[str, list[str]]:
+    by_slot: dict[str, list[str]] = {}
+    for status, _, _, slot, _ in tables.logs(queue, job):
+        by_slot.setdefault(slot, []).append(status)
+    return by_slot
+
+
+def test_two_daemons_and_two_locations_beat_once_per_tick(env):
+    """Every tick, each daemon launches each location's run: four runs, one beat."""
+    env = {**env, "HEARTBEAT_CRON": "* * * * *"}
+    for location in LOCATIONS:
+        code, out = finish(dagster(env, "schedule", "start", "--start-all", "-w",
+                                   "workspace.yaml", "-l", location))
+        assert code == 0, out
+    daemons = [dagster(env, "run", "-w", "workspace.yaml", executable=str(BIN / "dagster-daemon"))
+               for _ in range(2)]
+    tables = Tables(env["LOCK_DATABASE_URL"])
+    jobs = ((HEARTBEAT_QUEUE, "heartbeat_job"), (HEARTBEAT_ASSET_QUEUE, "heartbeat"))
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            slots = [final_rows_by_slot(tables, *job) for job in jobs]
+            if all(any(len(rows) >= 2 for rows in by_slot.values()) for by_slot in slots):
+                break
+            assert all(d.poll() is None for d in daemons), finish(daemons[0])[1][-3000:]
+            time.sleep(2)
+        else:
+            pytest.fail("no tick ran on both locations within four minutes")
+        time.sleep(20)  # let the other daemon's duplicates of that tick finish too
+    finally:
+        for daemon in daemons:
+            daemon.send_signal(signal.SIGINT)
+        for daemon in daemons:
+            finish(daemon, timeout=60)
+    for job in jobs:
+        first_tick = sorted(final_rows_by_slot(tables, *job).items())[0]
+        slot, statuses = first_tick
+        assert slot is not None and slot.endswith(":00.000000+00:00")
+        assert statuses.count("Completed") == 1, (job, statuses)
+        assert set(statuses) <= {"Completed", "Exited", "Processing"}, (job, statuses)
+        assert len(statuses) >= 2, "both locations ran the tick"
+    beats, beaten_slots = tables.query(
+        "SELECT count(*), count(DISTINCT slot) FROM heartbeats WHERE job_name = 'heartbeat_job'"
+    )[0]
+    assert beats == beaten_slots, "one beat per tick, never two"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+WORKSPACE_QUERY = """
+{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError {
+  ... on RepositoryLocation { repositories {
+    jobs { name } schedules { name cronSchedule }
+    assetNodes { assetKey { path } } } } } } } } }
+"""
+
+
+def test_webserver_shows_both_locations_jobs_asset_and_schedules(env):
+    port = free_port()
+    server = dagster(env, "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port),
+                     executable=str(BIN / "dagster-webserver"))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=json.dumps({"query": WORKSPACE_QUERY}).encode(),
+                    headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    workspace = json.load(response)["data"]["workspaceOrError"]
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(1)
+    finally:
+        server.send_signal(signal.SIGINT)
+        finish(server, timeout=60)
+    entries = {entry["name"]: entry["locationOrLoadError"]
+               for entry in workspace["locationEntries"]}
+    assert set(entries) == set(LOCATIONS)
+    for location in entries.values():
+        [repository] = location["repositories"]
+        assert {"heartbeat_job", "heartbeat_asset_job"} <= {j["name"] for j in repository["jobs"]}
+        assert {(s["name"], s["cronSchedule"]) for s in repository["schedules"]} == {
+            ("heartbeat_job_hourly_schedule", "0 * * * *"),
+            ("heartbeat_asset_job_hourly_schedule", "0 * * * *"),
+        }
+        assert [node["assetKey"]["path"] for node in repository["assetNodes"]] == [["heartbeat"]]
