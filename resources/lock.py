@@ -206,7 +206,10 @@ class DistributedLock:
 
     @staticmethod
     def _abandon(database: Database, error: BaseException, **params: Any) -> None:
-        remark = f"Interrupted while acquiring ({type(error).__name__}); nothing ran"
+        if isinstance(error, Exception):
+            remark = f"Acquire failed ({error}); nothing ran"
+        else:
+            remark = f"Interrupted while acquiring ({type(error).__name__}); nothing ran"
         try:
             database.abandon(remark=remark, **params)
         except Exception as cleanup_error:  # the lease expires on its own
