@@ -69,7 +69,7 @@ def measure(url: str, in_process_runs: int, cli_runs: int) -> dict[str, Any]:
         results[f"in_process_{variant}"] = {"median_ms": statistics.median(times) * 1000,
                                             "peak_mib": peak / 2**20}
     cli: dict[str, dict[str, list[float]]] = {v: {"wall": [], "peak": []} for v in JOBS}
-    for variant, job in JOBS.items():  # warm-up: byte-compile, first storage writes
+    for job in JOBS.values():  # warm-up: byte-compile, first storage writes
         _run([DAGSTER, "job", "execute", "-m", "benchmarks.dagster_twin", "-j", job], env)
     for _ in range(cli_runs):
         for variant, job in JOBS.items():

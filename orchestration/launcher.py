@@ -129,7 +129,7 @@ def run_heartbeat_pair(lock_url: str, env: dict[str, str]) -> int:
                 env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT,
             ))
     codes = wait_all(children)
-    for instance, code, log_file in zip(INSTANCES, codes, log_files):
+    for instance, code, log_file in zip(INSTANCES, codes, log_files, strict=True):
         if code != 0:
             print(f"{instance}: dagster exited with {code}; its output is in {log_file}")
     return print_job_logs(lock_url, tick)
@@ -143,7 +143,8 @@ def print_job_logs(lock_url: str, tick: datetime) -> int:
         rows = conn.execute(_JOB_LOGS_FOR_SLOT, (HEARTBEAT_QUEUE, canonical_slot(tick))).fetchall()
     print(f"\njob_logs for {HEARTBEAT_QUEUE}/heartbeat_job, slot {canonical_slot(tick)}:")
     for app_id, status, fence, remark in rows:
-        print(f"  {app_id:<13} {status:<10} fence {fence if fence is not None else '-':<5} {remark}")
+        shown_fence = "-" if fence is None else fence
+        print(f"  {app_id:<13} {status:<10} fence {shown_fence:<5} {remark}")
     statuses = sorted(row[1] for row in rows)
     if statuses == ["Completed", "Exited"]:
         print("\nExactly one instance did the work; the other exited naming the holder.")

@@ -13,15 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-Row = Any  # a psycopg row tuple
-
 import psycopg
 from sqlalchemy import Engine, create_engine, exc, make_url
 from sqlalchemy.engine import URL
 
-from .renewal import Lease, RenewalWorker
 from .errors import LockConfigError, LockConnectionError, LockDatabaseError, LockSchemaError
+from .renewal import Lease, RenewalWorker
 from .validation import MAX_LEASE_SECONDS, check_seconds
+
+Row = Any  # a psycopg row tuple
 
 DATABASE_URL_ENV = "LOCK_DATABASE_URL"
 SCHEMA_VERSION = 1
@@ -43,7 +43,8 @@ _ABANDON = (
     " %(slot)s, %(remark)s)"
 )
 _RENEW = (
-    "UPDATE queue_locks SET expires_at = clock_timestamp() + make_interval(secs => %(lease_seconds)s)"
+    "UPDATE queue_locks"
+    " SET expires_at = clock_timestamp() + make_interval(secs => %(lease_seconds)s)"
     " WHERE queue_name = %(queue_name)s AND job_name = %(job_name)s"
     " AND owner = %(owner)s AND fence = %(fence)s RETURNING 1"
 )

@@ -30,7 +30,9 @@ def check_name(kind: str, value: object) -> str:
 
 def check_app_id(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise LockConfigError(f"Incorrect config: app_id must be a non-empty string, got {value!r}.")
+        raise LockConfigError(
+            f"Incorrect config: app_id must be a non-empty string, got {value!r}."
+        )
     if len(value) > MAX_APP_ID_LENGTH:
         raise LockConfigError(
             f"Incorrect config: app_id is {len(value)} characters long; the limit is "
@@ -42,7 +44,9 @@ def check_app_id(value: object) -> str:
 def check_seconds(kind: str, value: object, *, maximum: float, allow_zero: bool = False) -> float:
     """Return a duration in seconds as a float, or raise if it is not a sane positive number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise LockConfigError(f"Incorrect config: {kind} must be a number of seconds, got {value!r}.")
+        raise LockConfigError(
+            f"Incorrect config: {kind} must be a number of seconds, got {value!r}."
+        )
     seconds = float(value)
     low_ok = seconds >= 0 if allow_zero else seconds > 0
     if not math.isfinite(seconds) or not low_ok or seconds > maximum:

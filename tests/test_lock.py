@@ -39,7 +39,8 @@ def test_acquire_writes_lock_row_and_processing_row_together(lock, tables, names
         ]
     assert tables.lock_row(*names) is None
     [(status, _, _, _, remark)] = tables.logs(*names)
-    assert status == "Completed" and remark.startswith(f"Lock acquired (fence {held.fence}); Completed in ")
+    assert status == "Completed"
+    assert remark.startswith(f"Lock acquired (fence {held.fence}); Completed in ")
 
 
 def test_loser_gets_answer_and_exited_row_naming_holder(lock, other, tables, names):
@@ -275,7 +276,7 @@ def test_wait_seconds_times_out_with_one_exited_row(lock, other, tables, names):
 def test_lock_released_when_body_raises(lock, tables, names):
     with pytest.raises(ZeroDivisionError):
         with lock.hold(*names):
-            1 / 0
+            raise ZeroDivisionError('division by zero')
     assert tables.lock_row(*names) is None
     assert tables.statuses(*names) == ["Failed"]
 
