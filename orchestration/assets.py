@@ -8,7 +8,7 @@ import dagster as dg
 
 from resources import DistributedLockResource
 
-from .heartbeat import HeartbeatConfig, beat, report_beat, report_skip
+from .heartbeat import HeartbeatConfig, guarded_heartbeat
 from .queues import HEARTBEAT_ASSET_QUEUE
 
 
@@ -20,13 +20,7 @@ def heartbeat(
     context: dg.AssetExecutionContext, config: HeartbeatConfig, lock: DistributedLockResource
 ) -> Iterator[dg.Output]:
     # The lock's job name is the asset key, whatever Dagster job runs the asset.
-    with lock.hold_for(context, queue_name=HEARTBEAT_ASSET_QUEUE) as held:
-        done = beat(lock, held, config, context.run.run_id) if held.acquired else None
-    if done is None:
-        report_skip(context, held)
-        return
-    report_beat(context, done)
-    yield dg.Output(done, metadata=done)
+    yield from guarded_heartbeat(context, config, lock, HEARTBEAT_ASSET_QUEUE)
 
 
 heartbeat_asset_job = dg.define_asset_job(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -54,6 +55,23 @@ def beat(lock: DistributedLockResource, held: Held, config: HeartbeatConfig,
     beat_id, beat_time = row
     return {"instance": held.app_id, "fence": held.fence, "slot": held.slot or "manual run",
             "beat_id": beat_id, "beat_time": beat_time.isoformat()}
+
+
+def guarded_heartbeat(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
+    config: HeartbeatConfig,
+    lock: DistributedLockResource,
+    queue_name: str,
+) -> Iterator[dg.Output]:
+    """The body of both the op and the asset: beat under the lock, or say why not."""
+    with lock.hold_for(context, queue_name=queue_name) as held:
+        done = beat(lock, held, config, context.run.run_id) if held.acquired else None
+    # Yielded after the lock is released, so a lost lease fails the run before any output.
+    if done is None:
+        report_skip(context, held)
+        return
+    report_beat(context, done)
+    yield dg.Output(done, metadata=done)
 
 
 def report_skip(context: dg.OpExecutionContext | dg.AssetExecutionContext, held: Held) -> None:

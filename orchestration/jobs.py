@@ -8,7 +8,7 @@ import dagster as dg
 
 from resources import DistributedLockResource
 
-from .heartbeat import HeartbeatConfig, beat, report_beat, report_skip
+from .heartbeat import HeartbeatConfig, guarded_heartbeat
 from .queues import HEARTBEAT_QUEUE
 
 
@@ -19,14 +19,7 @@ from .queues import HEARTBEAT_QUEUE
 def record_heartbeat(
     context: dg.OpExecutionContext, config: HeartbeatConfig, lock: DistributedLockResource
 ) -> Iterator[dg.Output]:
-    with lock.hold_for(context, queue_name=HEARTBEAT_QUEUE) as held:
-        done = beat(lock, held, config, context.run.run_id) if held.acquired else None
-    # Yielded after the lock is released, so a lost lease fails the run before any output.
-    if done is None:
-        report_skip(context, held)
-        return
-    report_beat(context, done)
-    yield dg.Output(done, metadata=done)
+    yield from guarded_heartbeat(context, config, lock, HEARTBEAT_QUEUE)
 
 
 @dg.job(description="Hourly heartbeat, exactly once per tick across every instance.")

@@ -16,18 +16,23 @@ def heartbeat_cron() -> str:
     return os.environ.get("HEARTBEAT_CRON") or HOURLY
 
 
-heartbeat_job_hourly_schedule = dg.ScheduleDefinition(
-    name="heartbeat_job_hourly_schedule",
-    job=heartbeat_job,
-    cron_schedule=heartbeat_cron(),
-    execution_timezone="UTC",
-    description="Runs heartbeat_job every hour; the lock keeps duplicate daemons to one beat.",
-)
+def hourly_schedule(job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition,
+                    description: str) -> dg.ScheduleDefinition:
+    """`<job>_hourly_schedule`, in UTC, so every deployment agrees on the tick."""
+    return dg.ScheduleDefinition(
+        name=f"{job.name}_hourly_schedule",
+        job=job,
+        cron_schedule=heartbeat_cron(),
+        execution_timezone="UTC",
+        description=description,
+    )
 
-heartbeat_asset_job_hourly_schedule = dg.ScheduleDefinition(
-    name="heartbeat_asset_job_hourly_schedule",
-    job=heartbeat_asset_job,
-    cron_schedule=heartbeat_cron(),
-    execution_timezone="UTC",
-    description="Materializes the heartbeat asset every hour, once per tick.",
+
+heartbeat_job_hourly_schedule = hourly_schedule(
+    heartbeat_job,
+    "Runs heartbeat_job every hour; the lock keeps duplicate daemons to one beat.",
+)
+heartbeat_asset_job_hourly_schedule = hourly_schedule(
+    heartbeat_asset_job,
+    "Materializes the heartbeat asset every hour, once per tick.",
 )
