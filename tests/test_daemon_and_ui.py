@@ -110,7 +110,22 @@ WORKSPACE_QUERY = """
 """
 
 
-def test_webserver_shows_both_locations_jobs_asset_and_schedules(env):
+START_SCHEDULE = """
+mutation { startSchedule(scheduleSelector: {repositoryLocationName: "instance_two",
+    repositoryName: "__repository__", scheduleName: "heartbeat_job_hourly_schedule"}) {
+  __typename ... on ScheduleStateResult { scheduleState { status } } } }
+"""
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]
+
+
+def test_webserver_shows_both_locations_and_toggles_a_schedule(env):
     port = free_port()
     server = dagster(env, "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port),
                      executable=str(BIN / "dagster-webserver"))
@@ -118,16 +133,13 @@ def test_webserver_shows_both_locations_jobs_asset_and_schedules(env):
         deadline = time.monotonic() + 120
         while True:
             try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/graphql",
-                    data=json.dumps({"query": WORKSPACE_QUERY}).encode(),
-                    headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    workspace = json.load(response)["data"]["workspaceOrError"]
+                workspace = graphql(port, WORKSPACE_QUERY)["workspaceOrError"]
                 break
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline
                 time.sleep(1)
+        # What the UI's schedule toggle sends.
+        started = graphql(port, START_SCHEDULE)["startSchedule"]
     finally:
         server.send_signal(signal.SIGINT)
         finish(server, timeout=60)
@@ -142,3 +154,6 @@ def test_webserver_shows_both_locations_jobs_asset_and_schedules(env):
             ("heartbeat_asset_job_hourly_schedule", "0 * * * *"),
         }
         assert [node["assetKey"]["path"] for node in repository["assetNodes"]] == [["heartbeat"]]
+    assert started == {"__typename": "ScheduleStateResult",
+                       "scheduleState": {"status": "RUNNING"}}
+    assert schedule_states(env, "instance_two")["heartbeat_job_hourly_schedule"] == "RUNNING"
