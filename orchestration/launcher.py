@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import make_url
+from sqlalchemy.engine import URL
 
 from resources.database import safe_url
 from resources.migrate import migrate
@@ -34,6 +36,8 @@ DAGSTER_HOME = PROJECT / ".dagster-home"
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 SCHEDULED_TIME_TAG = ".dagster/scheduled_execution_time"
 INSTANCES = ("instance_one", "instance_two")
+# How long dagster may take to stop its webserver, daemon and code servers before it is killed.
+STOP_TIMEOUT_SECONDS = 60
 
 _JOB_LOGS_FOR_SLOT = """
     SELECT app_id, status, fence, remark FROM job_logs
@@ -65,15 +69,18 @@ def database_urls() -> Iterator[tuple[str, str]]:
             f"launcher: {have} is set but {missing} is not. Set both (the lock's database and "
             "Dagster's storage), or neither to use the embedded PostgreSQL."
         )
-    import pgserver
-
     # pgserver falls back to /tmp for its lock file when XDG_RUNTIME_DIR is unset; that is fine.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    import pgserver
+
     print(f"Starting the embedded PostgreSQL (data in {EMBEDDED_DATA.name}/) ...", flush=True)
     server = pgserver.get_server(EMBEDDED_DATA, cleanup_mode="stop")
     try:
         # pgserver picks its Unix-socket folder at start; the URI carries it as ?host=...
-        uri = make_url(server.get_uri())
+        given = make_url(server.get_uri())
+        # pgserver's URI carries an empty password, which would print as a masked one.
+        uri = URL.create(given.drivername, username=given.username, host=given.host,
+                         port=given.port, database=given.database, query=given.query)
         yield (uri.set(drivername="postgresql+psycopg").render_as_string(hide_password=False),
                uri.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False))
     finally:
@@ -92,6 +99,25 @@ def child_env(lock_url: str, dagster_url: str) -> dict[str, str]:
             "DAGSTER_HOME": str(DAGSTER_HOME)}
 
 
+def _default_signals() -> None:
+    # A launcher started in the background (`make run &`) inherits an ignored SIGINT, and so
+    # would dagster, which then could never be stopped gracefully: restore the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def spawn(command: list[str], **popen: Any) -> subprocess.Popen:
+    """A child in a process group of its own, so stopping it reaches its whole tree."""
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=_default_signals,
+                            cwd=PROJECT, **popen)
+
+
+def _stop_group(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def wait_all(children: list[subprocess.Popen]) -> list[int]:
     """Wait for children; on Ctrl-C or SIGTERM, pass it on and still wait, so nothing leaks."""
     try:
@@ -99,14 +125,17 @@ def wait_all(children: list[subprocess.Popen]) -> list[int]:
     except (KeyboardInterrupt, Shutdown):
         for child in children:
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.send_signal(signal.SIGINT)  # dagster shuts its own services down
         for child in children:
             try:
-                child.wait(timeout=30)
+                child.wait(timeout=STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
         raise
+    finally:
+        for child in children:
+            _stop_group(child)  # anything the child left behind in its group
 
 
 def run_heartbeat_pair(lock_url: str, env: dict[str, str]) -> int:
@@ -123,10 +152,10 @@ def run_heartbeat_pair(lock_url: str, env: dict[str, str]) -> int:
         log_file = logs / f"{tick:%Y%m%dT%H%M%S%f}-{instance}.log"
         log_files.append(log_file)
         with log_file.open("w") as out:
-            children.append(subprocess.Popen(
+            children.append(spawn(
                 [DAGSTER, "job", "execute", "-m", f"orchestration.{instance}",
                  "-j", "heartbeat_job", "--tags", tags],
-                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT,
+                env=env, stdout=out, stderr=subprocess.STDOUT,
             ))
     codes = wait_all(children)
     for instance, code, log_file in zip(INSTANCES, codes, log_files, strict=True):
@@ -159,8 +188,8 @@ def run_dev(lock_url: str, dagster_url: str, env: dict[str, str]) -> int:
     print("DAGSTER_HOME:                       ", DAGSTER_HOME)
     print("In another terminal, export these three to use `dagster schedule ...` or `dlock`.")
     print("UI: http://127.0.0.1:3000", flush=True)
-    child = subprocess.Popen([DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                              "-p", "3000"], env=env, cwd=PROJECT)
+    child = spawn([DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3000"],
+                  env=env)
     return wait_all([child])[0]
 
 
