@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 from .database import resolve_url, safe_url, server_address
-from .errors import LockConnectionError
+from .errors import LockConnectionError, LockSchemaError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
 
@@ -18,6 +18,12 @@ def migrate(database_url: str | None = None) -> list[str]:
     from yoyo import get_backend, read_migrations
 
     url = resolve_url(database_url)
+    if not MIGRATIONS_DIR.is_dir():
+        # sql/ sits beside the packages in the checkout; a built wheel does not carry it.
+        raise LockSchemaError(
+            f"The migrations folder {MIGRATIONS_DIR} is missing. Run dlock from a checkout of "
+            "the project installed with `pip install -e .` (as `make` does)."
+        )
     try:
         backend = get_backend(url.render_as_string(hide_password=False))
     except Exception as error:

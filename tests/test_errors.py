@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -200,3 +201,26 @@ def test_errors_carry_names_read_well_and_pickle(error_type):
     assert type(copy) is error_type and isinstance(copy, LockError)
     assert str(copy) == "Lock q/j was lost"
     assert (copy.queue_name, copy.job_name) == ("q", "j")
+
+
+def test_hung_database_cannot_hang_a_run(database_url, db, names):
+    """A statement that waits too long is cancelled by the server and reported; nothing stays."""
+    import psycopg
+
+    from conftest import libpq_url
+    from resources import LockDatabaseError
+
+    impatient = DistributedLock(database_url, app_id="impatient", statement_timeout_seconds=1)
+    with impatient.hold("warm-up", "warm-up"):
+        pass  # connect and check the schema while nothing blocks
+    before = counts(db)
+    with psycopg.connect(libpq_url(database_url)) as blocker:
+        blocker.execute("LOCK TABLE queue_locks IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(LockDatabaseError, match="statement timeout"):
+            with impatient.hold(*names):
+                pytest.fail("the body must not run")
+        assert time.monotonic() - started < 10
+        blocker.rollback()
+    assert nothing_written(db, before)
+    assert db.lock_row(*names) is None
