@@ -10,7 +10,6 @@ import dagster as dg
 from pydantic import Field
 
 from resources import DistributedLockResource, Held, LockLost
-from resources.resource import describe_not_acquired
 
 # Written only while the fence is still the lock's current one: a holder that lost its lease
 # (paused past it, cut off) writes nothing, whatever its own clock says.
@@ -75,9 +74,7 @@ def guarded_heartbeat(
 
 
 def report_skip(context: dg.OpExecutionContext | dg.AssetExecutionContext, held: Held) -> None:
-    """Say why no work was done, in the run's log and in run tags the UI shows."""
-    summary = describe_not_acquired(held)
-    context.log.info("No beat from this run: %s", summary)
+    """Say why no work was done in run tags the UI shows (`hold_for` already logged it)."""
     context.instance.add_run_tags(context.run.run_id, {
         "dlock/outcome": "skipped",
         "dlock/reason": held.reason or "",
@@ -87,9 +84,9 @@ def report_skip(context: dg.OpExecutionContext | dg.AssetExecutionContext, held:
 
 
 def report_beat(context: dg.OpExecutionContext | dg.AssetExecutionContext,
-                beat: dict[str, Any]) -> None:
-    context.log.info("Beat %s by %s for %s (fence %s)", beat["beat_id"], beat["instance"],
-                     beat["slot"], beat["fence"])
+                done: dict[str, Any]) -> None:
+    context.log.info("Beat %s by %s for %s (fence %s)", done["beat_id"], done["instance"],
+                     done["slot"], done["fence"])
     context.instance.add_run_tags(context.run.run_id, {
-        "dlock/outcome": "completed", "dlock/fence": str(beat["fence"]),
+        "dlock/outcome": "completed", "dlock/fence": str(done["fence"]),
     })
