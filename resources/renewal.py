@@ -30,7 +30,6 @@ class Lease:
     fence: int
     lease_seconds: float
     next_due: float = field(default=0.0)
-    lost: bool = False
 
     def __post_init__(self) -> None:
         self.next_due = time.monotonic() + self.lease_seconds * RENEW_FRACTION
@@ -41,7 +40,8 @@ class Lease:
 
 
 class RenewalWorker:
-    """Renews tracked leases on a daemon thread; a lease found taken over is marked lost."""
+    """Renews tracked leases on a daemon thread; a lease found taken over is dropped, and its
+    holder learns it from `ensure_held()` or when it releases (LockLost)."""
 
     def __init__(self, renew: Callable[[Lease], bool]) -> None:
         self._renew = renew
@@ -99,7 +99,6 @@ class RenewalWorker:
         with self._wake:
             tracked = lease in self._leases
             self._leases.discard(lease)
-        if tracked:
-            lease.lost = True
+        if tracked:  # not released meanwhile: someone took it over; the release will say so
             log.warning("Lock %s was taken over by another holder (fence %s lost)",
                         lease.label, lease.fence)
