@@ -381,3 +381,35 @@ def test_names_with_quotes_unicode_and_sql_are_stored_verbatim(lock, tables, nam
     with lock.hold(name, name):
         pass
     assert tables.statuses(name, name) == ["Completed"]
+
+
+def drop_lock_connections(tables) -> int:
+    """What a database restart or a proxy's idle timeout does to the lock's pooled connections."""
+    [(killed,)] = tables.query(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = 'dlock' AND datname = current_database()"
+    )
+    return killed
+
+
+def test_dropped_connections_are_replaced_without_losing_a_hold(lock, tables, names):
+    with lock.hold(*names):
+        pass
+    assert drop_lock_connections(tables) >= 1
+    with lock.hold(*names) as held:
+        assert held.acquired
+        assert drop_lock_connections(tables) >= 1
+    assert tables.statuses(*names) == ["Completed", "Completed"]
+    assert tables.lock_row(*names) is None
+
+
+def test_renewal_survives_a_dropped_connection(lock_database_url, other, tables, names):
+    short = DistributedLock(lock_database_url, app_id="instance-one", lease_seconds=2)
+    with short.hold(*names) as held:
+        time.sleep(1)  # the renewal thread has its own connection by now
+        assert drop_lock_connections(tables) >= 2
+        time.sleep(3)
+        with other.hold(*names) as rival:
+            assert not rival.acquired
+        held.ensure_held()
+    assert tables.statuses(*names) == ["Completed", "Exited"]
