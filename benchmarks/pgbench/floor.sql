@@ -1,0 +1,2 @@
+INSERT INTO floor_rows (note) VALUES ('acquired');
+INSERT INTO floor_rows (note) VALUES ('released');

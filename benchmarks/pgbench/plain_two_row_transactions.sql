@@ -1,0 +1,2 @@
+BEGIN \; INSERT INTO plain_locks VALUES ('q', 'plain', clock_timestamp(), 'o', 1, 1, clock_timestamp() + interval '5 minutes') \; INSERT INTO plain_logs (app_id, queue_name, job_name, status, remark, fence, created_time, updated_time) VALUES ('a', 'q', 'plain', 'Processing', 'acquired', 1, clock_timestamp(), clock_timestamp()) \; COMMIT;
+BEGIN \; DELETE FROM plain_locks WHERE queue_name = 'q' AND job_name = 'plain' \; UPDATE plain_logs SET status = 'Completed', updated_time = clock_timestamp() WHERE id = (SELECT max(id) FROM plain_logs) \; COMMIT;
