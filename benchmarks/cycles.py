@@ -8,8 +8,7 @@ from collections.abc import Callable
 import psycopg
 
 from resources import DistributedLock
-
-from .server import libpq
+from resources.database import libpq_url
 
 REFERENCE_TABLES = """
     CREATE TABLE IF NOT EXISTS ref_queue_locks (
@@ -26,7 +25,7 @@ REFERENCE_TABLES = """
 
 
 def connect(url: str) -> psycopg.Connection:
-    return psycopg.connect(libpq(url), autocommit=True)
+    return psycopg.connect(libpq_url(url), autocommit=True)
 
 
 def floor(url: str) -> Callable[[], None]:

@@ -12,13 +12,10 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import make_url
 
+from resources.database import libpq_url
 from resources.migrate import migrate
 
 BENCH_URL_ENV = "LOCK_BENCH_DATABASE_URL"
-
-
-def libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @contextmanager
@@ -43,7 +40,7 @@ def admin_url() -> Iterator[tuple[str, str]]:
 def throwaway_database(server_url: str) -> Iterator[str]:
     """A new, migrated database; dropped afterwards. Never a configured lock database."""
     name = f"dlock_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(libpq(server_url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_url(server_url).set(drivername="postgresql+psycopg", database=name)
     rendered = url.render_as_string(hide_password=False)
@@ -51,5 +48,5 @@ def throwaway_database(server_url: str) -> Iterator[str]:
         migrate(rendered)
         yield rendered
     finally:
-        with psycopg.connect(libpq(server_url), autocommit=True) as conn:
+        with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import make_url
 from sqlalchemy.engine import URL
 
-from resources.database import safe_url
+from resources.database import libpq_url, safe_url
 from resources.migrate import migrate
 from resources.validation import canonical_slot
 
@@ -167,8 +167,7 @@ def run_heartbeat_pair(lock_url: str, env: dict[str, str]) -> int:
 def print_job_logs(lock_url: str, tick: datetime) -> int:
     import psycopg
 
-    libpq = make_url(lock_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(libpq) as conn:
+    with psycopg.connect(libpq_url(lock_url)) as conn:
         rows = conn.execute(_JOB_LOGS_FOR_SLOT, (HEARTBEAT_QUEUE, canonical_slot(tick))).fetchall()
     print(f"\njob_logs for {HEARTBEAT_QUEUE}/heartbeat_job, slot {canonical_slot(tick)}:")
     for app_id, status, fence, remark in rows:

@@ -100,7 +100,13 @@ def server_address(url: URL) -> str:
     return f"{host}:{url.port or 5432}"
 
 
-def _first_line(error: BaseException, url: URL) -> str:
+def libpq_url(url: str | URL) -> str:
+    """The same URL with the plain postgresql:// scheme that psycopg.connect() takes."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def error_summary(error: BaseException, url: URL) -> str:
+    """The driver's first line about an error, with the URL's password masked should it appear."""
     message = str(getattr(error, "orig", None) or error).strip().splitlines()
     line = message[0] if message else type(error).__name__
     if url.password:
@@ -156,7 +162,7 @@ class Database:
         except (exc.DBAPIError, psycopg.Error) as error:
             raise LockConnectionError(
                 f"Cannot connect to {self.describe()} as user {self.url.username!r}: "
-                f"{_first_line(error, self.url)}. Check that the server is running and that "
+                f"{error_summary(error, self.url)}. Check that the server is running and that "
                 f"{DATABASE_URL_ENV} (or database_url) has the right host, port, user and "
                 "password."
             ) from None
@@ -225,7 +231,7 @@ class Database:
                 if attempt == 1 and conn is not None and conn.closed:
                     continue
                 raise LockDatabaseError(
-                    f"{what} failed in {self.describe()}: {_first_line(error, self.url)}",
+                    f"{what} failed in {self.describe()}: {error_summary(error, self.url)}",
                     queue_name=params.get("queue_name"),
                     job_name=params.get("job_name"),
                 ) from None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from .database import resolve_url, safe_url, server_address
+from .database import error_summary, resolve_url, safe_url, server_address
 from .errors import LockConnectionError, LockSchemaError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
@@ -36,10 +36,7 @@ def migrate(database_url: str | None = None) -> list[str]:
 
 
 def _unreachable(url: URL, error: Exception) -> LockConnectionError:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    if url.password:
-        reason = reason.replace(url.password, "***")
     return LockConnectionError(
         f"Cannot connect to PostgreSQL at {server_address(url)} (database {url.database}, "
-        f"URL {safe_url(url)}): {reason}"
+        f"URL {safe_url(url)}): {error_summary(error, url)}"
     )

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from sqlalchemy import make_url
 
+from resources.database import libpq_url
 from resources.migrate import migrate
 
 EXTERNAL_URL_ENV = "LOCK_TEST_DATABASE_URL"
@@ -23,11 +24,12 @@ DLOCK = str(BIN / "dlock")
 SERVERS = ["embedded"] + (["external"] if os.environ.get(EXTERNAL_URL_ENV) else [])
 
 
-def libpq_url(sqlalchemy_url: str) -> str:
-    """The same URL with the plain postgresql:// scheme psycopg.connect() accepts."""
-    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(
-        hide_password=False
-    )
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def lock_url(admin_url: str, database: str) -> str:

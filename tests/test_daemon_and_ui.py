@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 import urllib.request
 
 import pytest
 
-from conftest import BIN, Tables, dagster, finish
+from conftest import BIN, Tables, dagster, finish, free_port
 from orchestration.queues import HEARTBEAT_ASSET_QUEUE, HEARTBEAT_QUEUE
 
 LOCATIONS = ("instance_one", "instance_two")
@@ -95,11 +94,6 @@ def test_two_daemons_and_two_locations_beat_once_per_tick(env):
     )[0]
     assert beats == beaten_slots, "one beat per tick, never two"
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 WORKSPACE_QUERY = """

@@ -7,7 +7,6 @@ import os
 import pickle
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,17 +14,20 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from conftest import DLOCK, Tables
+from conftest import DLOCK, Tables, free_port
 from resources import (
     DistributedLock,
     LockConfigError,
     LockConnectionError,
+    LockDatabaseError,
     LockError,
     LockLost,
     LockSchemaError,
 )
+from resources.database import libpq_url
 
 SECRET = "s3cr3t-Pa55"
 
@@ -118,11 +120,6 @@ def test_missing_url_names_the_environment_variable(names, monkeypatch):
             pass
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def test_unreachable_server_names_host_and_port_not_password(names):
     port = free_port()
@@ -205,11 +202,6 @@ def test_errors_carry_names_read_well_and_pickle(error_type):
 
 def test_hung_database_cannot_hang_a_run(database_url, db, names):
     """A statement that waits too long is cancelled by the server and reported; nothing stays."""
-    import psycopg
-
-    from conftest import libpq_url
-    from resources import LockDatabaseError
-
     impatient = DistributedLock(database_url, app_id="impatient", statement_timeout_seconds=1)
     with impatient.hold("warm-up", "warm-up"):
         pass  # connect and check the schema while nothing blocks

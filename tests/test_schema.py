@@ -9,7 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import DLOCK, Tables, libpq_url
+from conftest import DLOCK, Tables
+from resources.database import libpq_url
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
