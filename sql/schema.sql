@@ -135,20 +135,31 @@ BEGIN
         END LOOP;
 
         IF v_fence IS NOT NULL THEN
-            INSERT INTO job_logs AS l
-                   (id, app_id, queue_name, job_name, status, remark, run_id, fence, slot,
-                    created_time, updated_time)
-            VALUES (v_log_id, p_app_id, p_queue_name, p_job_name, 'Processing', v_remark,
-                    p_run_id, v_fence, p_slot, v_now, v_now)
-            ON CONFLICT (queue_name, job_name, slot) WHERE claims_slot DO NOTHING
-            RETURNING l.id INTO log_id;
-            IF log_id IS NOT NULL THEN
-                acquired := true;
-                fence := v_fence;
-                holder := p_owner;
-                since := v_now;
-                RETURN;
-            END IF;
+            FOR attempt IN 1..2 LOOP
+                INSERT INTO job_logs AS l
+                       (id, app_id, queue_name, job_name, status, remark, run_id, fence, slot,
+                        created_time, updated_time)
+                VALUES (v_log_id, p_app_id, p_queue_name, p_job_name, 'Processing', v_remark,
+                        p_run_id, v_fence, p_slot, v_now, v_now)
+                ON CONFLICT (queue_name, job_name, slot) WHERE claims_slot DO NOTHING
+                RETURNING l.id INTO log_id;
+                IF log_id IS NOT NULL THEN
+                    acquired := true;
+                    fence := v_fence;
+                    holder := p_owner;
+                    since := v_now;
+                    RETURN;
+                END IF;
+                -- We hold the lock, so a Processing row of this slot has no live holder: its
+                -- lock row was deleted by hand. Close it, so the slot is not stuck forever.
+                UPDATE job_logs l
+                   SET status = 'Exited', updated_time = clock_timestamp(),
+                       remark = l.remark || '; ' || format('Its lock row was gone (deleted by '
+                                'hand?); slot released by %s (fence %s)', p_owner, v_fence)
+                 WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
+                   AND l.slot = p_slot AND l.claims_slot AND l.status = 'Processing';
+                EXIT WHEN NOT FOUND;
+            END LOOP;
 
             -- The slot finished between the first look and now: give the lock back.
             DELETE FROM queue_locks q

@@ -413,3 +413,16 @@ def test_renewal_survives_a_dropped_connection(lock_database_url, other, tables,
             assert not rival.acquired
         held.ensure_held()
     assert tables.statuses(*names) == ["Completed", "Exited"]
+
+
+def test_slot_of_a_lock_row_deleted_by_hand_is_not_stuck(lock, other, tables, names):
+    """An operator deletes a crashed holder's lock row; its slot must be able to run again."""
+    with pytest.raises(LockLost):
+        with lock.hold(*names, slot=TICK):
+            tables.query("DELETE FROM queue_locks WHERE queue_name = %s AND job_name = %s",
+                         *names)
+            with other.hold(*names, slot=TICK) as retry:
+                assert retry.acquired
+    logs = tables.logs(*names)
+    assert [row[0] for row in logs] == ["Exited", "Completed"]
+    assert "lock row was gone" in logs[0][4]
