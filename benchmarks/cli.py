@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["renewal"] = renewal_traffic(url)
                 from .dagster_overhead import measure
 
-                results["dagster"] = measure(url, in_process_runs=20, cli_runs=5)
+                results["dagster"] = measure(url, in_process_runs=40, cli_runs=5)
         if not args.quick:
             with throwaway_database(server_url) as url:
                 results["scale"] = scale(url, repetitions=2000)
