@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -426,3 +428,28 @@ def test_slot_of_a_lock_row_deleted_by_hand_is_not_stuck(lock, other, tables, na
     logs = tables.logs(*names)
     assert [row[0] for row in logs] == ["Exited", "Completed"]
     assert "lock row was gone" in logs[0][4]
+
+
+def _hold_in_child(lock: DistributedLock, queue_name: str, job_name: str) -> None:
+    with lock.hold(queue_name, f"{job_name}-{os.getpid()}") as held:
+        if not held.acquired:
+            raise SystemExit(1)
+
+
+def test_lock_survives_fork_in_parent_and_children(lock, tables, names):
+    """Dagster's multiprocess executor forks: children build their own engine, and the
+    parent's pooled connection stays usable (a child never closes it)."""
+    with lock.hold(*names):
+        pass  # the parent now has an engine, a pinned connection and a renewal thread
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=_hold_in_child, args=(lock, *names)) for _ in range(4)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(60)
+    assert [child.exitcode for child in children] == [0] * 4
+    with lock.hold(*names) as again:
+        assert again.acquired
+    [(completed,)] = tables.query(
+        "SELECT count(*) FROM job_logs WHERE queue_name = %s AND status = 'Completed'", names[0])
+    assert completed == 6
