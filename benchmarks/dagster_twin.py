@@ -17,7 +17,8 @@ _UNFENCED_BEAT = """
 """
 
 
-@dg.op(out=dg.Out(dict, is_required=False))
+@dg.op(out=dg.Out(dict, is_required=False),
+       description="The heartbeat's body without the lock, for the overhead benchmark.")
 def record_unguarded_heartbeat(
     context: dg.OpExecutionContext, config: HeartbeatConfig, lock: DistributedLockResource
 ) -> Iterator[dg.Output]:
@@ -30,7 +31,7 @@ def record_unguarded_heartbeat(
     yield dg.Output(done, metadata=done)
 
 
-@dg.job
+@dg.job(description="heartbeat_job's unguarded twin; never scheduled, only benchmarked.")
 def unguarded_heartbeat_job() -> None:
     record_unguarded_heartbeat()
 
