@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .database import DATABASE_URL_ENV, database_for, resolve_url, safe_url
+from .database import DATABASE_URL_ENV, resolve_url, safe_url
 from .errors import LockError
+from .lock import DistributedLock
 from .migrate import migrate
 
 _LOCKS = (
@@ -42,8 +43,7 @@ def _print_rows(title: str, rows: list) -> None:
 
 
 def _status(database_url: str | None, limit: int) -> None:
-    database = database_for(resolve_url(database_url), 10.0, 30.0)
-    with database.connect() as conn:
+    with DistributedLock(database_url).connection() as conn:
         _print_rows("queue_locks", list(conn.execute(_LOCKS)))
         _print_rows("job_logs, newest first", list(conn.execute(_RECENT_LOGS, {"limit": limit})))
 

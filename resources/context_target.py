@@ -36,13 +36,12 @@ def lock_job_name(context: Any) -> str:
 
 def lock_target(context: Any, job_name: str | None = None) -> LockTarget:
     """The slot is the partition key, else the scheduled tick, else the run key, else none."""
-    tags = context.run.tags
+    tags, run_id = context.run.tags, context.run.run_id
     name = job_name or lock_job_name(context)
     if context.has_partition_key:
-        return LockTarget(name, context.partition_key, "partition", context.run.run_id)
+        return LockTarget(name, context.partition_key, "partition", run_id)
     if SCHEDULED_TIME_TAG in tags:
-        return LockTarget(name, parse_scheduled_time(tags[SCHEDULED_TIME_TAG]), "tick",
-                          context.run.run_id)
+        return LockTarget(name, parse_scheduled_time(tags[SCHEDULED_TIME_TAG]), "tick", run_id)
     if tags.get(RUN_KEY_TAG):
-        return LockTarget(name, tags[RUN_KEY_TAG], "run_key", context.run.run_id)
-    return LockTarget(name, None, None, context.run.run_id)
+        return LockTarget(name, tags[RUN_KEY_TAG], "run_key", run_id)
+    return LockTarget(name, None, None, run_id)
