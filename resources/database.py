@@ -1,8 +1,8 @@
 """The lock's database: URL handling, one engine per process, and the protocol's statements.
 
-Each protocol step is one server-side function call (see sql/migrations/0003), so acquire and
-release are one round trip each. Connections stay open in a pool with neither pre-ping nor
-reset-on-return, both of which would cost a round trip per cycle.
+Each protocol step is one call of a versioned server-side function (resources/protocol.py), so
+acquire and release are one round trip each. Connections stay open in a pool with neither
+pre-ping nor reset-on-return, both of which would cost a round trip per cycle.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import psycopg
 from sqlalchemy import Engine, create_engine, exc, make_url
 from sqlalchemy.engine import URL
 
+from . import protocol
 from .errors import LockConfigError, LockConnectionError, LockDatabaseError, LockSchemaError
 from .renewal import Lease, RenewalWorker
 from .validation import MAX_LEASE_SECONDS, check_seconds
@@ -24,39 +25,7 @@ from .validation import MAX_LEASE_SECONDS, check_seconds
 Row = Any  # a psycopg row tuple
 
 DATABASE_URL_ENV = "LOCK_DATABASE_URL"
-SCHEMA_VERSION = 1
 LOCK_DRIVER = "postgresql+psycopg"
-
-# The protocol's statements run on the pooled psycopg connection itself: SQLAlchemy's
-# Connection and Result layers cost about 0.13 ms a statement, a quarter of a durable commit.
-_ACQUIRE = (
-    "SELECT acquired, fence, log_id, reason, holder, since FROM dlock_acquire("
-    "%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s, %(slot)s,"
-    " %(lease_seconds)s, %(log_loss)s)"
-)
-_RELEASE = (
-    "SELECT dlock_release(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s, %(log_id)s,"
-    " %(status)s, %(remark)s)"
-)
-_ABANDON = (
-    "SELECT dlock_abandon(%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s,"
-    " %(slot)s, %(remark)s)"
-)
-_RENEW = (
-    "UPDATE queue_locks"
-    " SET expires_at = clock_timestamp() + make_interval(secs => %(lease_seconds)s)"
-    " WHERE queue_name = %(queue_name)s AND job_name = %(job_name)s"
-    " AND owner = %(owner)s AND fence = %(fence)s RETURNING 1"
-)
-_STILL_HELD = (
-    "SELECT count(*) FROM queue_locks WHERE queue_name = %(queue_name)s"
-    " AND job_name = %(job_name)s AND owner = %(owner)s AND fence = %(fence)s"
-)
-_SCHEMA_PRESENT = (
-    "SELECT to_regclass('queue_locks') IS NOT NULL AND to_regclass('job_logs') IS NOT NULL,"
-    " to_regprocedure('dlock_schema_version()') IS NOT NULL"
-)
-_SCHEMA_VERSION = "SELECT dlock_schema_version()"
 
 
 def resolve_url(database_url: str | None) -> URL:
@@ -198,21 +167,30 @@ class Database:
         return pinned.pooled.driver_connection
 
     def _check_schema(self, conn: psycopg.Connection) -> None:
+        """Refuse to start unless every table and exact function this code calls exists.
+
+        A newer schema is fine as long as it still has them: migrations add a function's next
+        version beside the old one, so several releases can share one database during a rollout.
+        """
         with self._check_lock:
             if self._schema_checked:
                 return
-            has_tables, has_version = conn.execute(_SCHEMA_PRESENT).fetchone()
-            version = conn.execute(_SCHEMA_VERSION).fetchone()[0] if has_version else 0
-            migrate = f"dlock migrate --database-url '{safe_url(self.url)}'"
-            if not has_tables or not has_version:
+            missing = [row[0] for row in conn.execute(protocol.MISSING_OBJECTS, {
+                "tables": list(protocol.REQUIRED_TABLES),
+                "functions": list(protocol.REQUIRED_FUNCTIONS),
+            })]
+            if missing:
+                migrate = f"dlock migrate --database-url '{safe_url(self.url)}'"
+                tables = [name for name in missing if name in protocol.REQUIRED_TABLES]
+                if tables:
+                    raise LockSchemaError(
+                        f"The lock tables {' and '.join(tables)} are missing in "
+                        f"{self.describe()}. Create them with: {migrate}"
+                    )
                 raise LockSchemaError(
-                    f"The lock tables queue_locks and job_logs are missing in {self.describe()}. "
-                    f"Create them with: {migrate}"
-                )
-            if version < SCHEMA_VERSION:
-                raise LockSchemaError(
-                    f"The lock schema in {self.describe()} is version {version}, older than this "
-                    f"code (version {SCHEMA_VERSION}). Upgrade it with: {migrate}"
+                    f"The lock schema in {self.describe()} lacks the function(s) this code "
+                    f"calls: {', '.join(missing)}. Apply the migrations of this release with: "
+                    f"{migrate}"
                 )
             self._schema_checked = True
 
@@ -238,22 +216,22 @@ class Database:
         raise AssertionError("unreachable")
 
     def acquire(self, **params: Any) -> Row:
-        return self.call(_ACQUIRE, params, what="Acquiring the lock")
+        return self.call(protocol.ACQUIRE, params, what="Acquiring the lock")
 
     def release(self, **params: Any) -> bool:
-        return bool(self.call(_RELEASE, params, what="Releasing the lock")[0])
+        return bool(self.call(protocol.RELEASE, params, what="Releasing the lock")[0])
 
     def abandon(self, **params: Any) -> None:
-        self.call(_ABANDON, params, what="Recording the interrupted acquire")
+        self.call(protocol.ABANDON, params, what="Recording the interrupted acquire")
 
     def still_held(self, **params: Any) -> bool:
-        return bool(self.call(_STILL_HELD, params, what="Checking the lock")[0])
+        return bool(self.call(protocol.STILL_HELD, params, what="Checking the lock")[0])
 
     def _renew_lease(self, lease: Lease) -> bool:
         params = {"queue_name": lease.queue_name, "job_name": lease.job_name,
                   "owner": lease.owner, "fence": lease.fence,
                   "lease_seconds": lease.lease_seconds}
-        return self.call(_RENEW, params, what="Renewing the lease") is not None
+        return bool(self.call(protocol.RENEW, params, what="Renewing the lease")[0])
 
 
 _databases: dict[tuple[str, float, float], Database] = {}

@@ -36,7 +36,7 @@ class LockConnectionError(LockError):
 
 
 class LockSchemaError(LockError):
-    """The lock tables are missing or older than this code; `dlock migrate` fixes it."""
+    """The lock tables or a protocol function this code calls are missing: `dlock migrate`."""
 
 
 class LockDatabaseError(LockError):

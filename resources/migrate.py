@@ -1,4 +1,8 @@
-"""Applies sql/migrations/ with yoyo-migrations, which records what it applied."""
+"""Applies sql/migrations/ with yoyo-migrations, which records what it applied.
+
+In the repository the SQL lives in sql/ at the top; a built wheel carries the same folder as
+resources/sql (pyproject.toml maps it), so an installed package migrates without a checkout.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,19 @@ from sqlalchemy.engine import URL
 from .database import error_summary, resolve_url, safe_url, server_address
 from .errors import LockConnectionError, LockSchemaError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def sql_dir() -> Path:
+    """The SQL folder: inside the installed package, else beside it in a checkout."""
+    for candidate in (_PACKAGE_DIR / "sql", _PACKAGE_DIR.parent / "sql"):
+        if (candidate / "migrations").is_dir():
+            return candidate
+    raise LockSchemaError(
+        f"The lock's SQL migrations are missing: neither {_PACKAGE_DIR / 'sql'} (an installed "
+        f"package) nor {_PACKAGE_DIR.parent / 'sql'} (a checkout) holds a migrations folder. "
+        "Reinstall the package (pip install dagster-exactly-once) or run from a full checkout."
+    )
 
 
 def migrate(database_url: str | None = None) -> list[str]:
@@ -18,17 +34,12 @@ def migrate(database_url: str | None = None) -> list[str]:
     from yoyo import get_backend, read_migrations
 
     url = resolve_url(database_url)
-    if not MIGRATIONS_DIR.is_dir():
-        # sql/ sits beside the packages in the checkout; a built wheel does not carry it.
-        raise LockSchemaError(
-            f"The migrations folder {MIGRATIONS_DIR} is missing. Run dlock from a checkout of "
-            "the project installed with `pip install -e .` (as `make` does)."
-        )
+    migrations_dir = sql_dir() / "migrations"
     try:
         backend = get_backend(url.render_as_string(hide_password=False))
     except Exception as error:
         raise _unreachable(url, error) from None
-    migrations = read_migrations(str(MIGRATIONS_DIR))
+    migrations = read_migrations(str(migrations_dir))
     with backend.lock():
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)

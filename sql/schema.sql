@@ -43,11 +43,12 @@ CREATE UNIQUE INDEX job_logs_slot_once
     ON job_logs (queue_name, job_name, slot)
     WHERE claims_slot;
 
--- The lock protocol as server-side functions: each call is one round trip and one transaction.
+-- The lock protocol as server-side functions, each with its version in its name (see
+-- migrations/0005): each call is one round trip and one transaction.
 
 -- Acquire: grant a free lock, take over an expired one, or report the holder; write the job log
 -- row (Processing for the winner, Exited for a loser when p_log_loss) in the same transaction.
-CREATE FUNCTION dlock_acquire(
+CREATE FUNCTION dlock_acquire_v1(
     p_queue_name    text,
     p_job_name      text,
     p_owner         text,
@@ -201,7 +202,7 @@ $$;
 -- Release: delete our lock row and close our log row in one transaction, both checked against
 -- owner and fence. Returns false when the lease was lost (someone took over): nothing of the
 -- successor's is touched, and our row never claims the final status.
-CREATE FUNCTION dlock_release(
+CREATE FUNCTION dlock_release_v1(
     p_queue_name text,
     p_job_name   text,
     p_owner      text,
@@ -238,7 +239,7 @@ $$;
 
 -- Abandon: an interrupt landed while acquire was in flight, so the caller does not know whether
 -- it holds the lock. Release whatever this owner holds and record one Exited row.
-CREATE FUNCTION dlock_abandon(
+CREATE FUNCTION dlock_abandon_v1(
     p_queue_name text,
     p_job_name   text,
     p_owner      text,
@@ -271,7 +272,103 @@ BEGIN
 END
 $$;
 
--- The code checks this once per process and refuses to run against an older schema.
+-- Renew: push the lease end out, only for the holder with this owner and fence. False means
+-- the lock was taken over (or released).
+CREATE FUNCTION dlock_renew_v1(
+    p_queue_name    text,
+    p_job_name      text,
+    p_owner         text,
+    p_fence         bigint,
+    p_lease_seconds double precision
+)
+RETURNS boolean
+LANGUAGE sql
+AS $$
+    WITH renewed AS (
+        UPDATE queue_locks q
+           SET expires_at = clock_timestamp() + make_interval(secs => p_lease_seconds)
+         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+           AND q.owner = p_owner AND q.fence = p_fence
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM renewed)
+$$;
+
+-- Still held: whether the holder with this owner and fence still has the lock (ensure_held()).
+CREATE FUNCTION dlock_still_held_v1(
+    p_queue_name text,
+    p_job_name   text,
+    p_owner      text,
+    p_fence      bigint
+)
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM queue_locks q
+         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+           AND q.owner = p_owner AND q.fence = p_fence
+    )
+$$;
+
+-- The unversioned names are what release 0.1.0 calls. They keep their meaning by delegating to
+-- version 1 until a later release, once no deployment runs 0.1.0, drops them together with
+-- dlock_schema_version().
+CREATE FUNCTION dlock_acquire(
+    p_queue_name    text,
+    p_job_name      text,
+    p_owner         text,
+    p_app_id        text,
+    p_run_id        text,
+    p_slot          text,
+    p_lease_seconds double precision,
+    p_log_loss      boolean,
+    OUT acquired    boolean,
+    OUT fence       bigint,
+    OUT log_id      bigint,
+    OUT reason      text,
+    OUT holder      text,
+    OUT since       timestamptz
+)
+LANGUAGE sql
+AS $$
+    SELECT * FROM dlock_acquire_v1(p_queue_name, p_job_name, p_owner, p_app_id, p_run_id, p_slot,
+                                   p_lease_seconds, p_log_loss)
+$$;
+
+CREATE FUNCTION dlock_release(
+    p_queue_name text,
+    p_job_name   text,
+    p_owner      text,
+    p_fence      bigint,
+    p_log_id     bigint,
+    p_status     text,
+    p_remark     text
+)
+RETURNS boolean
+LANGUAGE sql
+AS $$
+    SELECT dlock_release_v1(p_queue_name, p_job_name, p_owner, p_fence, p_log_id, p_status,
+                            p_remark)
+$$;
+
+CREATE FUNCTION dlock_abandon(
+    p_queue_name text,
+    p_job_name   text,
+    p_owner      text,
+    p_app_id     text,
+    p_run_id     text,
+    p_slot       text,
+    p_remark     text
+)
+RETURNS void
+LANGUAGE sql
+AS $$
+    SELECT dlock_abandon_v1(p_queue_name, p_job_name, p_owner, p_app_id, p_run_id, p_slot,
+                            p_remark)
+$$;
+
+-- Release 0.1.0 checks this once per process; dropped with the unversioned names.
 CREATE FUNCTION dlock_schema_version() RETURNS integer
 LANGUAGE sql IMMUTABLE
 AS $$ SELECT 1 $$;

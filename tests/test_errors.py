@@ -180,17 +180,6 @@ def test_missing_tables_say_to_run_dlock_migrate(default_databases, names):
     assert "dlock migrate --database-url" in str(error.value)
 
 
-def test_schema_older_than_code_says_to_run_dlock_migrate(default_databases, names):
-    url = default_databases.create()
-    Tables(url).query("CREATE OR REPLACE FUNCTION dlock_schema_version() RETURNS integer"
-                      " LANGUAGE sql IMMUTABLE AS 'SELECT 0'")
-    with pytest.raises(LockSchemaError, match="older than this code") as error:
-        with DistributedLock(url).hold(*names):
-            pass
-    assert "dlock migrate" in str(error.value)
-    assert Tables(url).count("job_logs") == 0
-
-
 @pytest.mark.parametrize("error_type", [LockError, LockConfigError, LockLost, LockSchemaError])
 def test_errors_carry_names_read_well_and_pickle(error_type):
     error = error_type("Lock q/j was lost", queue_name="q", job_name="j")

@@ -1,0 +1,50 @@
+"""The protocol's server functions as this code calls them: each by its versioned name.
+
+A migration that changes a function's signature or meaning adds its next version beside the old
+one (sql/migrations/0005 explains), so code of an earlier release keeps calling what it knows.
+`REQUIRED_FUNCTIONS` is what this code checks for at start-up: the exact signatures below.
+"""
+
+from __future__ import annotations
+
+# Each statement runs on the pooled psycopg connection itself: SQLAlchemy's Connection and Result
+# layers cost about 0.13 ms a statement, a quarter of a durable commit.
+ACQUIRE = (
+    "SELECT acquired, fence, log_id, reason, holder, since FROM dlock_acquire_v1("
+    "%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s, %(slot)s,"
+    " %(lease_seconds)s, %(log_loss)s)"
+)
+RELEASE = (
+    "SELECT dlock_release_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s, %(log_id)s,"
+    " %(status)s, %(remark)s)"
+)
+ABANDON = (
+    "SELECT dlock_abandon_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s,"
+    " %(slot)s, %(remark)s)"
+)
+RENEW = (
+    "SELECT dlock_renew_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s,"
+    " %(lease_seconds)s)"
+)
+STILL_HELD = (
+    "SELECT dlock_still_held_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s)"
+)
+
+# The signatures as to_regprocedure() reads them: a function whose arguments changed is another
+# function, so an exact match is what tells that this code's calls will resolve.
+REQUIRED_FUNCTIONS = (
+    "dlock_acquire_v1(text, text, text, text, text, text, double precision, boolean)",
+    "dlock_release_v1(text, text, text, bigint, bigint, text, text)",
+    "dlock_abandon_v1(text, text, text, text, text, text, text)",
+    "dlock_renew_v1(text, text, text, bigint, double precision)",
+    "dlock_still_held_v1(text, text, text, bigint)",
+)
+REQUIRED_TABLES = ("queue_locks", "job_logs")
+
+# One round trip names whatever is missing, tables and functions alike.
+MISSING_OBJECTS = (
+    "SELECT name FROM unnest(%(tables)s::text[]) AS name WHERE to_regclass(name) IS NULL"
+    " UNION ALL"
+    " SELECT name FROM unnest(%(functions)s::text[]) AS name"
+    " WHERE to_regprocedure(name) IS NULL"
+)
