@@ -8,7 +8,7 @@ from collections.abc import Callable
 import psycopg
 
 from resources import DistributedLock
-from resources.database import libpq_url
+from resources.urls import libpq_url
 
 REFERENCE_TABLES = """
     CREATE TABLE IF NOT EXISTS ref_queue_locks (

@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import make_url
 
-from resources.database import libpq_url
 from resources.migrate import migrate
+from resources.urls import libpq_url
 
 BENCH_URL_ENV = "LOCK_BENCH_DATABASE_URL"
 

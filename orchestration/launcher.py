@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import make_url
 from sqlalchemy.engine import URL
 
-from resources.database import libpq_url, safe_url
 from resources.migrate import migrate
+from resources.urls import libpq_url, safe_url
 from resources.validation import canonical_slot
 
 from .queues import HEARTBEAT_QUEUE

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .database import DATABASE_URL_ENV, resolve_url, safe_url
 from .errors import LockError
 from .lock import DistributedLock
 from .migrate import migrate
+from .urls import DATABASE_URL_ENV, resolve_url, safe_url
 
 _LOCKS = (
     "SELECT queue_name, job_name, owner, fence, created_time, expires_at,"

@@ -17,9 +17,10 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL
 
-from .database import Database, check_timeouts, database_for, resolve_url
+from .database import Database, check_timeouts, database_for
 from .errors import LockDatabaseError, LockLost
 from .renewal import Lease
+from .urls import resolve_url
 from .validation import (
     MAX_LEASE_SECONDS,
     Slot,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from .database import error_summary, resolve_url, safe_url, server_address
 from .errors import LockConnectionError, LockSchemaError
+from .urls import error_summary, resolve_url, safe_url, server_address
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 

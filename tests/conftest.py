@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from sqlalchemy import make_url
 
-from resources.database import libpq_url
 from resources.migrate import migrate
+from resources.urls import libpq_url
 
 EXTERNAL_URL_ENV = "LOCK_TEST_DATABASE_URL"
 # The console scripts of the environment running the tests.

@@ -27,7 +27,7 @@ from resources import (
     LockLost,
     LockSchemaError,
 )
-from resources.database import libpq_url
+from resources.urls import libpq_url
 
 SECRET = "s3cr3t-Pa55"
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from conftest import DLOCK, Tables
-from resources.database import libpq_url
+from resources.urls import libpq_url
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 

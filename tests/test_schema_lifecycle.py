@@ -3,6 +3,7 @@ and old and new code run side by side on one migrated database."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,10 +26,14 @@ PREVIOUS_RELEASE = ("v0.1.0", "678085a85a268a9ac72d66d0f40b14ab27ca1052")
 
 
 def test_a_built_wheel_migrates_outside_the_checkout(default_databases, tmp_path):
+    # Built from a copy: setuptools writes build/ and *.egg-info into the tree it builds.
+    source = tmp_path / "source"
+    shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "*.egg-info", "__pycache__", ".embedded-pg", ".dagster-home"))
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheels), str(PROJECT_ROOT)],
+         "-w", str(wheels), str(source)],
         check=True, capture_output=True, timeout=300,
     )
     [wheel] = wheels.glob("*.whl")
