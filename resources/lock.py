@@ -29,6 +29,8 @@ from .validation import (
     check_lease,
     check_name,
     check_seconds,
+    error_text,
+    safe_text,
 )
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,6 @@ log = logging.getLogger(__name__)
 # Backoff while waiting for a holder: start short, double, cap, with jitter so waiters spread out.
 _FIRST_WAIT_SECONDS = 0.05
 _MAX_WAIT_SECONDS = 1.0
-_MAX_REMARK_LENGTH = 2000
 
 
 def default_app_id() -> str:
@@ -83,12 +84,14 @@ class Held:
 
 def _ending(error: BaseException, elapsed: float) -> tuple[str, str]:
     """The job log status and remark for a body that left by raising."""
+    # Made safe: a remark the database refuses would stop the release and hide the caller's error.
     if isinstance(error, Exception):
-        remark = f"Failed after {elapsed:.3f} s: {type(error).__name__}: {error}"
-        return "Failed", remark[:_MAX_REMARK_LENGTH]
+        return "Failed", safe_text(f"Failed after {elapsed:.3f} s: {error_text(error)}")
     if isinstance(error, GeneratorExit):
         return "Exited", f"Abandoned after {elapsed:.3f} s: the guarded block was closed early"
-    return "Exited", f"Interrupted after {elapsed:.3f} s ({type(error).__name__}); lock released"
+    return "Exited", safe_text(
+        f"Interrupted after {elapsed:.3f} s ({type(error).__name__}); lock released"
+    )
 
 
 class DistributedLock:
@@ -208,9 +211,9 @@ class DistributedLock:
     @staticmethod
     def _abandon(database: Database, error: BaseException, **params: Any) -> None:
         if isinstance(error, Exception):
-            remark = f"Acquire failed ({error}); nothing ran"
+            remark = safe_text(f"Acquire failed ({error_text(error)}); nothing ran")
         else:
-            remark = f"Interrupted while acquiring ({type(error).__name__}); nothing ran"
+            remark = safe_text(f"Interrupted while acquiring ({type(error).__name__}); nothing ran")
         try:
             database.abandon(remark=remark, **params)
         except Exception as cleanup_error:  # the lease expires on its own

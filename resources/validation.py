@@ -10,6 +10,7 @@ from .errors import LockConfigError
 MAX_NAME_LENGTH = 100
 MAX_APP_ID_LENGTH = 200
 MAX_LEASE_SECONDS = 86_400.0
+MAX_TEXT_LENGTH = 2000
 
 Slot = datetime | str | None
 
@@ -85,3 +86,26 @@ def canonical_slot(slot: Slot) -> str | None:
         f"Incorrect config: slot must be an aware datetime, a string or None, "
         f"got {type(slot).__name__}."
     )
+
+
+def safe_text(value: str, limit: int = MAX_TEXT_LENGTH) -> str:
+    """Free text (a remark built from an exception) as PostgreSQL can store it.
+
+    A NUL is refused by PostgreSQL and a lone surrogate by the UTF-8 encoder, either of which
+    would stop the release; both become visible escapes (\\x00, \\ud800). Long text is cut.
+    """
+    text = value[:limit].replace("\x00", "\\x00")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(value) > limit or len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def error_text(error: BaseException) -> str:
+    """`Type: message` of an exception for a remark; never raises, so the caller's own
+    exception is the one that propagates even when its __str__ is broken."""
+    try:
+        message = str(error)
+    except Exception:
+        message = "<message could not be read>"
+    return safe_text(f"{type(error).__name__}: {message}" if message else type(error).__name__)
