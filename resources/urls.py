@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from urllib.parse import quote, quote_plus
 
 from sqlalchemy import exc, make_url
 from sqlalchemy.engine import URL
@@ -21,6 +23,13 @@ def resolve_url(database_url: str | None) -> URL:
             f"Missing config: DistributedLockResource has no database_url and "
             f"{DATABASE_URL_ENV} is not set. Set {DATABASE_URL_ENV} to a PostgreSQL URL such as "
             "postgresql+psycopg://user:password@host:5432/dbname."
+        )
+    if _authority(raw).count("@") > 1:
+        # The parser would take the password's tail for the host and show it in every error.
+        raise LockConfigError(
+            "Incorrect config: database_url has more than one '@' before the host, so the "
+            "password cannot be told from the host; percent-encode the password's special "
+            "characters (e.g. '@' as %40, '/' as %2F)."
         )
     try:
         url = make_url(raw)
@@ -42,8 +51,35 @@ def resolve_url(database_url: str | None) -> URL:
     return url.set(drivername=LOCK_DRIVER)
 
 
+def _authority(raw: str) -> str:
+    """The user:password@host:port part of a URL as written, before any parsing."""
+    return re.split(r"[/?#]", raw.partition("://")[2], maxsplit=1)[0]
+
+
+def _mask_host(host: str) -> str:
+    # A host holding '@' is the tail of an unescaped password (resolve_url refuses such URLs).
+    return "***@" + host.rpartition("@")[2] if "@" in host else host
+
+
+def _passwords(url: URL) -> list[str]:
+    """Every text that may be (part of) the password: user part, ?password=, a host's head."""
+    found = [url.password or ""]
+    query = url.query.get("password") or ()
+    found.extend((query,) if isinstance(query, str) else query)
+    if url.host and "@" in url.host:
+        found.append(url.host.rpartition("@")[0])
+    return [text for text in found if text]
+
+
 def safe_url(url: URL) -> str:
-    return url.render_as_string(hide_password=True)
+    """The URL to show: every form of the password masked (user part, ?password=, host)."""
+    shown = url.difference_update_query(["password"])
+    if url.host:
+        shown = shown.set(host=_mask_host(url.host))
+    text = shown.render_as_string(hide_password=True)
+    if "password" in url.query:
+        text += ("&" if "?" in text else "?") + "password=***"
+    return text
 
 
 def server_address(url: URL) -> str:
@@ -51,7 +87,7 @@ def server_address(url: URL) -> str:
     host = url.host or url.query.get("host") or "localhost"
     if isinstance(host, tuple):
         host = ",".join(host)
-    return f"{host}:{url.port or 5432}"
+    return f"{_mask_host(host)}:{url.port or 5432}"
 
 
 def libpq_url(url: str | URL) -> str:
@@ -63,6 +99,9 @@ def error_summary(error: BaseException, url: URL) -> str:
     """The driver's first line about an error, with the URL's password masked should it appear."""
     message = str(getattr(error, "orig", None) or error).strip().splitlines()
     line = message[0] if message else type(error).__name__
-    if url.password:
-        line = line.replace(url.password, "***")
+    # Longest first, so a password that contains another one is masked whole; encoded forms
+    # too, since a driver or yoyo may repeat the URL as rendered.
+    for secret in sorted(_passwords(url), key=len, reverse=True):
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            line = line.replace(form, "***")
     return line

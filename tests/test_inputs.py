@@ -85,7 +85,6 @@ def dlock(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([DLOCK, *args], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.xfail(strict=True, reason="item 8: dlock prints a query-string password")
 def test_dlock_never_prints_a_query_string_password(default_databases):
     url = query_password_url(default_databases.create(migrated=False))
     before = dlock("status", "--database-url", url)
@@ -98,7 +97,6 @@ def test_dlock_never_prints_a_query_string_password(default_databases):
         assert SECRET not in run.stdout + run.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="item 8: LockSchemaError shows a query-string password")
 def test_schema_error_hides_a_query_string_password(default_databases, names):
     url = query_password_url(default_databases.create(migrated=False))
     with pytest.raises(LockSchemaError, match="dlock migrate") as error:
@@ -111,7 +109,6 @@ def test_schema_error_hides_a_query_string_password(default_databases, names):
 AT_PASSWORD = "s3cr3t@Pa55"
 
 
-@pytest.mark.xfail(strict=True, reason="item 8: an unescaped @ puts the password in the host")
 def test_unescaped_at_in_password_is_refused_without_echoing_it(names):
     url = f"postgresql+psycopg://postgres:{AT_PASSWORD}@127.0.0.1:{free_port()}/postgres"
     with pytest.raises(LockConfigError, match="percent-encode") as error:
@@ -124,7 +121,6 @@ def test_unescaped_at_in_password_is_refused_without_echoing_it(names):
         assert "s3cr3t" not in text and "Pa55" not in text
 
 
-@pytest.mark.xfail(strict=True, reason="item 8: the helpers show query and @ passwords")
 def test_url_helpers_mask_every_form_of_password():
     from resources.urls import error_summary, safe_url, server_address
 
