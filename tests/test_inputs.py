@@ -5,6 +5,7 @@ Issue tracker items 5 (unstorable exception text), 8 (passwords in URLs) and 12 
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 
 import pytest
@@ -135,3 +136,96 @@ def test_url_helpers_mask_every_form_of_password():
                   error_summary(failure, ambiguous)):
         assert "s3cr3t" not in shown and "Pa55" not in shown
     assert server_address(ambiguous) == "***@h:5433"
+
+
+# --- Item 12: input gaps, each refused with a clear LockConfigError before any write ----------
+
+
+def refused(db: Tables, match: str, call) -> LockConfigError:
+    """Runs `call()` (which holds the lock) and checks it is refused and wrote nothing."""
+    before = counts(db)
+    with pytest.raises(LockConfigError, match=match) as error:
+        call()
+    assert counts(db) == before
+    return error.value
+
+
+def holding(lock: DistributedLock, *args, **kwargs):
+    def call() -> None:
+        with lock.hold(*args, **kwargs):
+            pytest.fail("the body must not run")
+    return call
+
+
+@pytest.mark.xfail(strict=True, reason="item 12: whitespace-only names are accepted")
+@pytest.mark.parametrize(("queue_name", "job_name", "kind"),
+                         [(" ", "job", "queue_name"), ("queue", "\t\n", "job_name")])
+def test_whitespace_only_names_are_refused(lock, db, queue_name, job_name, kind):
+    refused(db, f"{kind} must be a non-empty string", holding(lock, queue_name, job_name))
+
+
+@pytest.mark.xfail(strict=True, reason="item 12: NUL and lone surrogates reach the driver")
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [("queue_name", "q\x00"), ("job_name", "j\x00"), ("queue_name", "q\ud800"),
+     ("job_name", "\udfff"), ("slot", "tick\x00"), ("slot", "tick\ud83d"),
+     ("run_id", "run\x00"), ("run_id", "run\udc80")],
+)
+def test_nul_and_lone_surrogates_are_refused(lock, db, names, field, bad):
+    args = {"queue_name": names[0], "job_name": names[1], field: bad}
+    error = refused(db, f"{field} contains a NUL character or an unpaired surrogate",
+                    holding(lock, **args))
+    assert "\x00" not in str(error) and bad not in str(error)
+
+
+@pytest.mark.xfail(strict=True, reason="item 12: NUL and lone surrogates in app_id")
+@pytest.mark.parametrize("app_id", ["host\x00", "host\ud800"])
+def test_nul_and_lone_surrogates_in_app_id_are_refused(database_url, app_id):
+    with pytest.raises(LockConfigError, match="app_id contains a NUL character"):
+        DistributedLock(database_url, app_id=app_id)
+
+
+@pytest.mark.parametrize(
+    "slot",
+    [
+        pytest.param(secrets.token_hex(1500), id="3000-bytes",
+                     marks=pytest.mark.xfail(strict=True, reason="item 12: index overflows")),
+        pytest.param("é" * 500 + "x", id="1001-bytes",
+                     marks=pytest.mark.xfail(strict=True, reason="item 12: no slot cap")),
+    ],
+)
+def test_too_long_slot_is_refused(lock, db, names, slot):
+    refused(db, "slot is .* bytes long in UTF-8; the limit is 1000", holding(lock, *names,
+                                                                          slot=slot))
+
+
+def random_text(length: int, first: int, span: int) -> str:
+    """Incompressible text, so the index really stores every byte."""
+    return "".join(chr(first + secrets.randbelow(span)) for _ in range(length))
+
+
+def test_largest_slot_fits_beside_the_longest_names(lock, db):
+    queue_name = random_text(100, 0x10000, 0x1000)  # 4 bytes a character: 400 bytes
+    job_name = random_text(100, 0x10000, 0x1000)
+    slot = random_text(500, 0x400, 0x400)  # 2 bytes a character: 1,000 bytes, the limit
+    with lock.hold(queue_name, job_name, slot=slot) as held:
+        assert held.acquired
+    assert db.statuses(queue_name, job_name) == ["Completed"]
+
+
+@pytest.mark.xfail(strict=True, reason="item 12: run_id of another type or blank reaches the DB")
+@pytest.mark.parametrize("run_id", [42, b"run", "", "   "])
+def test_run_id_must_be_a_non_blank_string_or_none(lock, db, names, run_id):
+    refused(db, "run_id must be a non-empty string or None", holding(lock, *names,
+                                                                     run_id=run_id))
+
+
+@pytest.mark.xfail(strict=True, reason="item 12: a sub-millisecond timeout means no timeout")
+@pytest.mark.parametrize("seconds", [0.0004, 0.0009])
+def test_statement_timeout_below_a_millisecond_is_refused(database_url, seconds):
+    with pytest.raises(LockConfigError, match="statement_timeout_seconds must be at least 0.001"):
+        DistributedLock(database_url, statement_timeout_seconds=seconds)
+
+
+def test_statement_timeout_of_a_millisecond_is_accepted(database_url):
+    DistributedLock(database_url, statement_timeout_seconds=0.001)
