@@ -214,6 +214,8 @@ def check_timeouts(connect_timeout_seconds: object, statement_timeout_seconds: o
 ]:
     return (
         check_seconds("connect_timeout_seconds", connect_timeout_seconds, maximum=3600),
+        # PostgreSQL takes whole milliseconds and reads 0 as "no timeout": refuse what rounds
+        # to 0 rather than silently run without one.
         check_seconds("statement_timeout_seconds", statement_timeout_seconds,
-                      maximum=MAX_LEASE_SECONDS),
+                      maximum=MAX_LEASE_SECONDS, minimum=0.001),
     )

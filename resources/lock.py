@@ -28,6 +28,7 @@ from .validation import (
     check_app_id,
     check_lease,
     check_name,
+    check_run_id,
     check_seconds,
     error_text,
     safe_text,
@@ -147,6 +148,7 @@ class DistributedLock:
         """Hold the lock for the block; `held.acquired` says whether the body should run."""
         check_name("queue_name", queue_name)
         check_name("job_name", job_name)
+        check_run_id(run_id)
         stored_slot = canonical_slot(slot)
         lease = check_lease(lease_seconds) if lease_seconds is not None else self.lease_seconds
         wait = check_seconds("wait_seconds", wait_seconds, maximum=MAX_LEASE_SECONDS,

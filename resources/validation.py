@@ -11,22 +11,45 @@ MAX_NAME_LENGTH = 100
 MAX_APP_ID_LENGTH = 200
 MAX_LEASE_SECONDS = 86_400.0
 MAX_TEXT_LENGTH = 2000
+# The unique index on (queue_name, job_name, slot) holds rows up to ~2.7 KB; two 100-character
+# names take at most 800 bytes, so a slot of 1,000 bytes always fits.
+MAX_SLOT_BYTES = 1000
 
 Slot = datetime | str | None
 
 
+def check_storable(kind: str, value: str) -> str:
+    """Refuse text PostgreSQL cannot store: a NUL, or a lone surrogate that UTF-8 cannot encode.
+
+    The value is not repeated in the message: it would carry the very character at fault.
+    """
+    position = value.find("\x00")
+    if position < 0:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            position = error.start
+    if position >= 0:
+        raise LockConfigError(
+            f"Incorrect config: {kind} contains a NUL character or an unpaired surrogate (at "
+            f"character {position}), which PostgreSQL cannot store. Remove it."
+        )
+    return value
+
+
 def check_name(kind: str, value: object) -> str:
     """Return a queue or job name unchanged, or raise if it cannot be stored as given."""
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value.strip():
         raise LockConfigError(
-            f"Incorrect config: {kind} must be a non-empty string, got {value!r}."
+            f"Incorrect config: {kind} must be a non-empty string that is not only "
+            f"whitespace, got {value!r}."
         )
     if len(value) > MAX_NAME_LENGTH:
         raise LockConfigError(
             f"Incorrect config: {kind} is {len(value)} characters long; the limit is "
             f"{MAX_NAME_LENGTH}. Use a shorter name."
         )
-    return value
+    return check_storable(kind, value)
 
 
 def check_app_id(value: object) -> str:
@@ -39,19 +62,39 @@ def check_app_id(value: object) -> str:
             f"Incorrect config: app_id is {len(value)} characters long; the limit is "
             f"{MAX_APP_ID_LENGTH}."
         )
-    return value
+    return check_storable("app_id", value)
 
 
-def check_seconds(kind: str, value: object, *, maximum: float, allow_zero: bool = False) -> float:
+def check_run_id(value: object) -> str | None:
+    """The run id as stored (None for none); any other type would reach the SQL call."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        shown = repr(value) if isinstance(value, str) else f"a {type(value).__name__}"
+        raise LockConfigError(
+            f"Incorrect config: run_id must be a non-empty string or None (e.g. Dagster's "
+            f"context.run_id), got {shown}."
+        )
+    return check_storable("run_id", value)
+
+
+def check_seconds(
+    kind: str, value: object, *, maximum: float, allow_zero: bool = False,
+    minimum: float | None = None,
+) -> float:
     """Return a duration in seconds as a float, or raise if it is not a sane positive number."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LockConfigError(
             f"Incorrect config: {kind} must be a number of seconds, got {value!r}."
         )
     seconds = float(value)
-    low_ok = seconds >= 0 if allow_zero else seconds > 0
+    if minimum is not None:
+        low_ok, bound = seconds >= minimum, f"at least {minimum:g}"
+    elif allow_zero:
+        low_ok, bound = seconds >= 0, "0 or more"
+    else:
+        low_ok, bound = seconds > 0, "greater than 0"
     if not math.isfinite(seconds) or not low_ok or seconds > maximum:
-        bound = "0 or more" if allow_zero else "greater than 0"
         raise LockConfigError(
             f"Incorrect config: {kind} must be {bound} and at most {maximum:g} seconds, "
             f"got {value!r}."
@@ -81,6 +124,12 @@ def canonical_slot(slot: Slot) -> str | None:
     if isinstance(slot, str):
         if not slot:
             raise LockConfigError("Incorrect config: slot must not be an empty string; use None.")
+        size = len(check_storable("slot", slot).encode("utf-8"))
+        if size > MAX_SLOT_BYTES:
+            raise LockConfigError(
+                f"Incorrect config: slot is {size} bytes long in UTF-8; the limit is "
+                f"{MAX_SLOT_BYTES}. Use a shorter key for the tick, e.g. its time or a hash."
+            )
         return slot
     raise LockConfigError(
         f"Incorrect config: slot must be an aware datetime, a string or None, "
