@@ -38,16 +38,18 @@ def scale(url: str, repetitions: int, locks: int = 100_000, logs: int = 1_000_00
             "full_median_ms": full.median_ms, "ratio": full.median_ms / empty.median_ms}
 
 
-def renewal_traffic(url: str, lease_seconds: float = 6.0, periods: int = 2) -> dict[str, Any]:
-    """Lease renewals per lease period, counted by the server (updates of queue_locks)."""
+def renewal_traffic(url: str, lease_seconds: float = 9.0, periods: int = 2) -> dict[str, Any]:
+    """Lease renewals per lease period, counted by the server (updates of queue_locks while the
+    lock is held: acquire and release, which update the row too, fall outside the window)."""
     query = "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'queue_locks'"
-    lock = DistributedLock(url, app_id="renewal")
+    # A short lease needs short timeouts: three renewal attempts must fit in one lease.
+    lock = DistributedLock(url, app_id="renewal", connect_timeout_seconds=2,
+                           statement_timeout_seconds=0.5)
     with connect(url) as conn:
-        time.sleep(1.5)  # let earlier statistics reach the shared counters
-        before = conn.execute(query).fetchone()[0]
         with lock.hold("bench-queue", "renewal_job", lease_seconds=lease_seconds):
+            time.sleep(1.5)  # let the acquire's statistics reach the shared counters
+            before = conn.execute(query).fetchone()[0]
             time.sleep(lease_seconds * periods)
-        time.sleep(1.5)
-        after = conn.execute(query).fetchone()[0]
+            after = conn.execute(query).fetchone()[0]
     return {"lease_seconds": lease_seconds, "held_seconds": lease_seconds * periods,
             "statements_per_lease_period": (after - before) / periods}

@@ -17,9 +17,7 @@ _FENCED_BEAT = """
     INSERT INTO heartbeats (app_id, queue_name, job_name, fence, slot, run_id)
     SELECT %(app_id)s::varchar, %(queue_name)s::varchar, %(job_name)s::varchar,
            %(fence)s::bigint, %(slot)s::text, %(run_id)s::text
-     WHERE EXISTS (SELECT 1 FROM queue_locks
-                    WHERE queue_name = %(queue_name)s AND job_name = %(job_name)s
-                      AND fence = %(fence)s)
+     WHERE dlock_fence_is_current_v1(%(queue_name)s, %(job_name)s, %(fence)s)
     RETURNING id, beat_time
 """
 

@@ -12,7 +12,8 @@ from .urls import DATABASE_URL_ENV, resolve_url, safe_url
 
 _LOCKS = (
     "SELECT queue_name, job_name, owner, fence, created_time, expires_at,"
-    " expires_at < clock_timestamp() AS expired FROM queue_locks ORDER BY queue_name, job_name"
+    " expires_at < clock_timestamp() AS expired FROM queue_locks WHERE owner IS NOT NULL"
+    " ORDER BY queue_name, job_name"
 )
 _RECENT_LOGS = (
     "SELECT id, app_id, queue_name, job_name, status, slot, fence, updated_time, remark"

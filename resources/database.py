@@ -1,8 +1,9 @@
-"""The lock's database: URL handling, one engine per process, and the protocol's statements.
+"""The lock's database: one `Database` per process and settings, and the protocol's calls.
 
 Each protocol step is one call of a versioned server-side function (resources/protocol.py), so
-acquire and release are one round trip each. Connections stay open in a pool with neither
-pre-ping nor reset-on-return, both of which would cost a round trip per cycle.
+acquire and release are one round trip each. Every call is idempotent for its owner, so a call
+whose connection broke (a restart, a lost reply, a frozen server past the client deadline) is
+sent once more on a fresh connection without doing its work twice.
 """
 
 from __future__ import annotations
@@ -14,101 +15,84 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, create_engine, exc
 from sqlalchemy.engine import URL
 
 from . import protocol
-from .errors import LockConnectionError, LockDatabaseError, LockSchemaError
+from .connections import (
+    CLIENT_MARGIN_SECONDS,
+    MIN_CONNECT_SECONDS,
+    ConnectionFactory,
+    LentConnections,
+    ThreadConnections,
+)
+from .errors import LockConfigError, LockConnectionError, LockDatabaseError, LockSchemaError
 from .renewal import Lease, RenewalWorker
-from .urls import DATABASE_URL_ENV, error_summary, safe_url, server_address
+from .urls import DATABASE_URL_ENV, error_summary, libpq_url, safe_url, server_address
 from .validation import MAX_LEASE_SECONDS, check_seconds
 
 Row = Any  # a psycopg row tuple
 
-
-
-class _Pinned:
-    """Holds a thread's pooled connection; gives it back to the pool when the thread ends."""
-
-    def __init__(self, pooled: Any) -> None:
-        self.pooled = pooled
-
-    def __del__(self) -> None:
-        try:
-            self.pooled.close()
-        except Exception:  # interpreter shutdown: the pool may be gone already
-            pass
+# A lease must leave room for this many renewal attempts, each bounded by connect plus statement
+# timeout plus the client margin: the first is due at a third of the lease, and one attempt may
+# fail (a restart, a broken connection) with time left for another before the lease lapses.
+RENEWAL_ATTEMPTS_PER_LEASE = 3
 
 
 class Database:
-    """A process's engine for one lock database, checked against the schema on first use."""
+    """A process's connections to one lock database, checked against the schema on first use."""
 
     def __init__(
         self, url: URL, connect_timeout_seconds: float, statement_timeout_seconds: float
     ) -> None:
         self.url = url
-        self.engine: Engine = create_engine(
-            url,
-            isolation_level="AUTOCOMMIT",
-            pool_pre_ping=False,
-            pool_reset_on_return=None,
-            pool_use_lifo=True,
-            connect_args={
-                # libpq takes whole seconds and treats 1 as 2.
-                "connect_timeout": max(2, round(connect_timeout_seconds)),
-                "options": f"-c statement_timeout={round(statement_timeout_seconds * 1000)}",
-                "application_name": "dlock",
-            },
+        options = url.query.get("options")
+        if isinstance(options, tuple):
+            options = " ".join(options)
+        factory = ConnectionFactory(
+            libpq_url(url.difference_update_query(["options"])),
+            connect_timeout_seconds, statement_timeout_seconds, options,
         )
+        self._factory = factory
+        self._protocol = ThreadConnections(factory)
+        self._lent = LentConnections(factory)
         self._schema_checked = False
         self._check_lock = threading.Lock()
-        self._local = threading.local()
-        self.renewer = RenewalWorker(self._renew_lease)
+        # Renewal has a connection of its own: it never waits for one behind the holders.
+        self.renewer = RenewalWorker(self._renew_leases, ThreadConnections(factory))
 
     def describe(self) -> str:
         return f"PostgreSQL at {server_address(self.url)} (database {self.url.database})"
 
-    def _checkout(self) -> Any:
-        """A pooled connection, checked against the schema on the process's first use."""
+    def _connection_error(self, error: BaseException) -> LockConnectionError:
+        return LockConnectionError(
+            f"Cannot connect to {self.describe()} as user {self.url.username!r}: "
+            f"{error_summary(error, self.url)}. Check that the server is running and that "
+            f"{DATABASE_URL_ENV} (or database_url) has the right host, port, user and password."
+        )
+
+    def _checked(self, connections: ThreadConnections) -> psycopg.Connection:
+        """A usable connection of this thread, checked against the schema on first use."""
         try:
-            pooled = self.engine.raw_connection()
-        except (exc.DBAPIError, psycopg.Error) as error:
-            raise LockConnectionError(
-                f"Cannot connect to {self.describe()} as user {self.url.username!r}: "
-                f"{error_summary(error, self.url)}. Check that the server is running and that "
-                f"{DATABASE_URL_ENV} (or database_url) has the right host, port, user and "
-                "password."
-            ) from None
+            conn = connections.get()
+        except psycopg.Error as error:
+            raise self._connection_error(error) from None
         if not self._schema_checked:
-            try:
-                self._check_schema(pooled.driver_connection)
-            except BaseException:
-                pooled.close()
-                raise
-        return pooled
+            self._check_schema(conn)
+        return conn
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection]:
-        """A pooled autocommit psycopg connection of its own, returned to the pool afterwards."""
-        pooled = self._checkout()
+        """An autocommit connection of the caller's own, apart from the protocol's; given back
+        rolled back and healthy, or dropped."""
+        self._checked(self._protocol)
         try:
-            yield pooled.driver_connection
-        except psycopg.Error:
-            if pooled.driver_connection.closed:
-                pooled.invalidate()
-            raise
+            conn = self._lent.take()
+        except psycopg.Error as error:
+            raise self._connection_error(error) from None
+        try:
+            yield conn
         finally:
-            pooled.close()
-
-    def _pinned(self) -> psycopg.Connection:
-        """This thread's connection for protocol statements, kept across cycles: a checkout
-        and check-in per statement cost more than a tenth of a round trip."""
-        pinned = getattr(self._local, "pinned", None)
-        if pinned is None or pinned.pooled.driver_connection.closed:
-            if pinned is not None:
-                pinned.pooled.invalidate()
-            pinned = self._local.pinned = _Pinned(self._checkout())
-        return pinned.pooled.driver_connection
+            self._lent.give_back(conn)
 
     def _check_schema(self, conn: psycopg.Connection) -> None:
         """Refuse to start unless every table and exact function this code calls exists.
@@ -138,19 +122,25 @@ class Database:
                 )
             self._schema_checked = True
 
-    def call(self, statement: str, params: dict[str, Any], *, what: str) -> Row:
-        """Run one protocol statement and return its row (None when it returns no row).
+    def call(self, statement: str, params: dict[str, Any], *, what: str,
+             connections: ThreadConnections | None = None) -> list[Row]:
+        """Run one protocol statement and return its rows.
 
-        A pooled connection that the server dropped (a restart, an idle timeout) fails on first
-        use without running anything; it is replaced and the statement sent once more.
+        A connection that broke under the call (the server restarted, the reply was lost, the
+        server froze past the client deadline) is replaced and the statement sent once more:
+        every protocol call is idempotent for its owner, so the second send cannot do the work
+        twice.
         """
+        connections = connections or self._protocol
         for attempt in (1, 2):
-            conn: psycopg.Connection | None = None
+            conn = self._checked(connections)
             try:
-                conn = self._pinned()
-                return conn.execute(statement, params).fetchone()
+                return conn.execute(statement, params).fetchall()
             except psycopg.Error as error:
-                if attempt == 1 and conn is not None and conn.closed:
+                broken = conn.closed or conn.broken
+                if broken:
+                    connections.discard(conn)
+                if attempt == 1 and broken:
                     continue
                 raise LockDatabaseError(
                     f"{what} failed in {self.describe()}: {error_summary(error, self.url)}",
@@ -160,22 +150,33 @@ class Database:
         raise AssertionError("unreachable")
 
     def acquire(self, **params: Any) -> Row:
-        return self.call(protocol.ACQUIRE, params, what="Acquiring the lock")
+        return self.call(protocol.ACQUIRE, params, what="Acquiring the lock")[0]
 
     def release(self, **params: Any) -> bool:
-        return bool(self.call(protocol.RELEASE, params, what="Releasing the lock")[0])
+        """True when released (now or by an earlier send of this very call), False when lost."""
+        [(outcome,)] = self.call(protocol.RELEASE, params, what="Releasing the lock")
+        return outcome == "released"
 
     def abandon(self, **params: Any) -> None:
         self.call(protocol.ABANDON, params, what="Recording the interrupted acquire")
 
     def still_held(self, **params: Any) -> bool:
-        return bool(self.call(protocol.STILL_HELD, params, what="Checking the lock")[0])
+        return bool(self.call(protocol.STILL_HELD, params, what="Checking the lock")[0][0])
 
-    def _renew_lease(self, lease: Lease) -> bool:
-        params = {"queue_name": lease.queue_name, "job_name": lease.job_name,
-                  "owner": lease.owner, "fence": lease.fence,
-                  "lease_seconds": lease.lease_seconds}
-        return bool(self.call(protocol.RENEW, params, what="Renewing the lease")[0])
+    def _renew_leases(self, leases: list[Lease], connections: ThreadConnections) -> list[str]:
+        """One round trip for every due lease: 'renewed', 'busy' (its row is held by another
+        transaction; try again soon) or 'lost', in the order given."""
+        params = {
+            "queue_names": [lease.queue_name for lease in leases],
+            "job_names": [lease.job_name for lease in leases],
+            "owners": [lease.owner for lease in leases],
+            "fences": [lease.fence for lease in leases],
+            "lease_seconds": [lease.lease_seconds for lease in leases],
+        }
+        rows = self.call(protocol.RENEW_ALL, params, what="Renewing leases",
+                         connections=connections)
+        outcomes = dict(rows)
+        return [outcomes[index] for index in range(1, len(leases) + 1)]
 
 
 _databases: dict[tuple[str, float, float], Database] = {}
@@ -198,10 +199,9 @@ def database_for(
 
 
 def _forget_parent_databases() -> None:
-    # A forked child must not use (or close) the parent's sockets; it builds its own engine.
+    # A forked child builds its own connections and renewal thread (connections.py blinds the
+    # inherited sockets).
     global _databases_lock
-    for database in _databases.values():
-        database.engine.dispose(close=False)
     _databases.clear()
     _databases_lock = threading.Lock()
 
@@ -219,3 +219,26 @@ def check_timeouts(connect_timeout_seconds: object, statement_timeout_seconds: o
         check_seconds("statement_timeout_seconds", statement_timeout_seconds,
                       maximum=MAX_LEASE_SECONDS, minimum=0.001),
     )
+
+
+def call_bound_seconds(timeouts: tuple[float, float]) -> float:
+    """The longest one attempt of a lock call may take: connect, statement, client margin."""
+    connect, statement = timeouts
+    return max(MIN_CONNECT_SECONDS, connect) + statement + CLIENT_MARGIN_SECONDS
+
+
+def check_lease_fits(lease_seconds: float, timeouts: tuple[float, float]) -> float:
+    """Refuse a lease too short for renewal to keep it alive within these timeouts."""
+    bound = call_bound_seconds(timeouts)
+    shortest = RENEWAL_ATTEMPTS_PER_LEASE * bound
+    if lease_seconds < shortest:
+        connect, statement = timeouts
+        raise LockConfigError(
+            f"Incorrect config: lease_seconds={lease_seconds:g} is too short for renewal: one "
+            f"renewal may take up to {bound:g} s (connect_timeout_seconds={connect:g}, at least "
+            f"{MIN_CONNECT_SECONDS:g}, plus statement_timeout_seconds={statement:g} plus a "
+            f"{CLIENT_MARGIN_SECONDS:g} s client margin), and a lease must leave room for "
+            f"{RENEWAL_ATTEMPTS_PER_LEASE} of them. Use a lease of at least {shortest:g} s or "
+            "lower the timeouts."
+        )
+    return lease_seconds

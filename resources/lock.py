@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL
 
-from .database import Database, check_timeouts, database_for
+from .database import Database, check_lease_fits, check_timeouts, database_for
 from .errors import LockDatabaseError, LockLost
 from .renewal import Lease
 from .urls import resolve_url
@@ -61,6 +61,12 @@ class Held:
     app_id: str = ""
     _owner: str = field(default="", repr=False)
     _database: Database | None = field(default=None, repr=False)
+    # The process that holds it: a forked child shares the memory, never the hold.
+    _pid: int = field(default_factory=os.getpid, repr=False)
+
+    @property
+    def in_holding_process(self) -> bool:
+        return os.getpid() == self._pid
 
     @property
     def label(self) -> str:
@@ -72,6 +78,12 @@ class Held:
             raise LockLost(
                 f"Lock {self.label} is not held here: it was {self.reason or 'not acquired'} "
                 f"(holder {self.holder}).",
+                queue_name=self.queue_name, job_name=self.job_name,
+            )
+        if not self.in_holding_process:
+            raise LockLost(
+                f"Lock {self.label} is held by process {self._pid}, not by this forked child "
+                f"({os.getpid()}): a child may take a lock of its own, never use its parent's.",
                 queue_name=self.queue_name, job_name=self.job_name,
             )
         if not self._database.still_held(queue_name=self.queue_name, job_name=self.job_name,
@@ -116,8 +128,8 @@ class DistributedLock:
         self._database_url = database_url
         self._url: URL | None = None
         self._app_id = check_app_id(app_id) if app_id is not None else None
-        self.lease_seconds = check_lease(lease_seconds)
         self._timeouts = check_timeouts(connect_timeout_seconds, statement_timeout_seconds)
+        self.lease_seconds = check_lease_fits(check_lease(lease_seconds), self._timeouts)
 
     @property
     def app_id(self) -> str:
@@ -150,7 +162,8 @@ class DistributedLock:
         check_name("job_name", job_name)
         check_run_id(run_id)
         stored_slot = canonical_slot(slot)
-        lease = check_lease(lease_seconds) if lease_seconds is not None else self.lease_seconds
+        lease = (check_lease_fits(check_lease(lease_seconds), self._timeouts)
+                 if lease_seconds is not None else self.lease_seconds)
         wait = check_seconds("wait_seconds", wait_seconds, maximum=MAX_LEASE_SECONDS,
                              allow_zero=True)
         database = self.database()
@@ -189,9 +202,13 @@ class DistributedLock:
         try:
             yield held
         except BaseException as error:
+            if not held.in_holding_process:
+                raise  # a forked child leaving the block (sys.exit): the parent still holds it
             status, remark = _ending(error, time.monotonic() - started)
             self._release(database, held, lease_entry, log_id, status, remark, cause=error)
             raise
+        if not held.in_holding_process:
+            return
         remark = f"Completed in {time.monotonic() - started:.3f} s"
         self._release(database, held, lease_entry, log_id, "Completed", remark, cause=None)
 

@@ -7,24 +7,25 @@ one (sql/migrations/0005 explains), so code of an earlier release keeps calling 
 
 from __future__ import annotations
 
-# Each statement runs on the pooled psycopg connection itself: SQLAlchemy's Connection and Result
+# Each statement runs on a psycopg connection itself: SQLAlchemy's Connection and Result
 # layers cost about 0.13 ms a statement, a quarter of a durable commit.
 ACQUIRE = (
-    "SELECT acquired, fence, log_id, reason, holder, since FROM dlock_acquire_v1("
+    "SELECT acquired, fence, log_id, reason, holder, since FROM dlock_acquire_v2("
     "%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s, %(slot)s,"
     " %(lease_seconds)s, %(log_loss)s)"
 )
 RELEASE = (
-    "SELECT dlock_release_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s, %(log_id)s,"
+    "SELECT dlock_release_v2(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s, %(log_id)s,"
     " %(status)s, %(remark)s)"
 )
 ABANDON = (
-    "SELECT dlock_abandon_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s,"
+    "SELECT dlock_abandon_v2(%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s,"
     " %(slot)s, %(remark)s)"
 )
-RENEW = (
-    "SELECT dlock_renew_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s,"
-    " %(lease_seconds)s)"
+RENEW_ALL = (
+    "SELECT lease_index, outcome FROM dlock_renew_all_v1(%(queue_names)s::text[],"
+    " %(job_names)s::text[], %(owners)s::text[], %(fences)s::bigint[],"
+    " %(lease_seconds)s::float8[])"
 )
 STILL_HELD = (
     "SELECT dlock_still_held_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s)"
@@ -33,10 +34,10 @@ STILL_HELD = (
 # The signatures as to_regprocedure() reads them: a function whose arguments changed is another
 # function, so an exact match is what tells that this code's calls will resolve.
 REQUIRED_FUNCTIONS = (
-    "dlock_acquire_v1(text, text, text, text, text, text, double precision, boolean)",
-    "dlock_release_v1(text, text, text, bigint, bigint, text, text)",
-    "dlock_abandon_v1(text, text, text, text, text, text, text)",
-    "dlock_renew_v1(text, text, text, bigint, double precision)",
+    "dlock_acquire_v2(text, text, text, text, text, text, double precision, boolean)",
+    "dlock_release_v2(text, text, text, bigint, bigint, text, text)",
+    "dlock_abandon_v2(text, text, text, text, text, text, text)",
+    "dlock_renew_all_v1(text[], text[], text[], bigint[], double precision[])",
     "dlock_still_held_v1(text, text, text, bigint)",
 )
 REQUIRED_TABLES = ("queue_locks", "job_logs")

@@ -1,7 +1,10 @@
 """One long-lived thread per process renews every lease the process holds.
 
 A thread per hold would cost a start and a join on every guarded cycle; one worker that sleeps
-until the next lease is due costs nothing between renewals.
+until the next lease is due costs nothing between renewals. It renews every due lease in one
+round trip on a connection of its own (never one the holders compete for), and the database
+skips a row another transaction holds instead of waiting on it, so one blocked lock never
+delays the others.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 # Renew at a third of the lease, so two renewals can fail before the lease lapses.
 RENEW_FRACTION = 1 / 3
-# After a failed renewal (database briefly away), try again soon but not in a tight loop.
+# After a failed or skipped renewal (database briefly away, row held by another transaction),
+# try again soon but not in a tight loop.
 RETRY_FRACTION = 1 / 10
 # An idle worker looks again this often, so holds of long leases never need to wake it.
 IDLE_POLL_SECONDS = 0.5
@@ -38,13 +43,21 @@ class Lease:
     def label(self) -> str:
         return f"{self.queue_name}/{self.job_name}"
 
+    def due_again(self, fraction: float) -> None:
+        self.next_due = time.monotonic() + self.lease_seconds * fraction
+
+
+# Renews a batch of leases on the given connections: one outcome per lease, in order.
+RenewBatch = Callable[[list[Lease], Any], list[str]]
+
 
 class RenewalWorker:
     """Renews tracked leases on a daemon thread; a lease found taken over is dropped, and its
     holder learns it from `ensure_held()` or when it releases (LockLost)."""
 
-    def __init__(self, renew: Callable[[Lease], bool]) -> None:
+    def __init__(self, renew: RenewBatch, connections: Any) -> None:
         self._renew = renew
+        self._connections = connections
         self._leases: set[Lease] = set()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -82,20 +95,28 @@ class RenewalWorker:
 
     def _run(self) -> None:
         while True:
-            for lease in self._due_leases():
-                self._renew_one(lease)
+            self._renew_due(self._due_leases())
 
-    def _renew_one(self, lease: Lease) -> None:
+    def _renew_due(self, leases: list[Lease]) -> None:
         try:
-            renewed = self._renew(lease)
-        except Exception as error:  # the database may come back before the lease lapses
-            log.warning("Renewing lock %s failed, retrying: %s", lease.label, error)
-            lease.next_due = time.monotonic() + lease.lease_seconds * RETRY_FRACTION
+            outcomes = self._renew(leases, self._connections)
+        except Exception as error:  # the database may come back before the leases lapse
+            log.warning("Renewing %d lease(s) failed, retrying: %s", len(leases), error)
+            for lease in leases:
+                lease.due_again(RETRY_FRACTION)
             return
-        if renewed:
-            lease.next_due = time.monotonic() + lease.lease_seconds * RENEW_FRACTION
-            log.debug("Lock %s renewed (fence %s)", lease.label, lease.fence)
-            return
+        for lease, outcome in zip(leases, outcomes, strict=True):
+            if outcome == "renewed":
+                lease.due_again(RENEW_FRACTION)
+                log.debug("Lock %s renewed (fence %s)", lease.label, lease.fence)
+            elif outcome == "busy":
+                lease.due_again(RETRY_FRACTION)
+                log.info("Lock %s: its row is held by another transaction; renewing again soon",
+                         lease.label)
+            else:
+                self._drop_lost(lease)
+
+    def _drop_lost(self, lease: Lease) -> None:
         with self._wake:
             tracked = lease in self._leases
             self._leases.discard(lease)

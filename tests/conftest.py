@@ -135,10 +135,10 @@ class Tables:
         return [row[0] for row in self.logs(queue_name, job_name)]
 
     def lock_row(self, queue_name: str, job_name: str) -> tuple | None:
-        """(owner, fence, created_time, expires_at) or None."""
+        """(owner, fence, created_time, expires_at) of the holder, or None when free."""
         rows = self.query(
             "SELECT owner, fence, created_time, expires_at FROM queue_locks"
-            " WHERE queue_name = %s AND job_name = %s",
+            " WHERE queue_name = %s AND job_name = %s AND owner IS NOT NULL",
             queue_name, job_name,
         )
         return rows[0] if rows else None

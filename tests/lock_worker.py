@@ -18,7 +18,9 @@ def emit(event: str, **fields: object) -> None:
 
 
 def hold(args: argparse.Namespace) -> int:
-    lock = DistributedLock(args.url, app_id=args.app_id, lease_seconds=args.lease)
+    lock = DistributedLock(args.url, app_id=args.app_id, lease_seconds=args.lease,
+                           connect_timeout_seconds=args.connect_timeout,
+                           statement_timeout_seconds=args.statement_timeout)
     slot = datetime.fromisoformat(args.slot) if args.slot_is_time else args.slot
     with lock.hold("warm-up", f"warm-up-{args.app_id}"):
         pass  # connect and check the schema before the race starts
@@ -48,7 +50,9 @@ def hold(args: argparse.Namespace) -> int:
 
 def fuzz(args: argparse.Namespace) -> int:
     """ShedLock's FuzzTester: read-sleep-write a shared counter only under the lock."""
-    lock = DistributedLock(args.url, app_id=args.app_id, lease_seconds=args.lease)
+    lock = DistributedLock(args.url, app_id=args.app_id, lease_seconds=args.lease,
+                           connect_timeout_seconds=args.connect_timeout,
+                           statement_timeout_seconds=args.statement_timeout)
     counter = Path(args.counter)
     done = 0
     for _ in range(args.iterations):
@@ -73,6 +77,8 @@ def main() -> int:
     parser.add_argument("--slot")
     parser.add_argument("--slot-is-time", action="store_true")
     parser.add_argument("--lease", type=float, default=300.0)
+    parser.add_argument("--connect-timeout", type=float, default=10.0)
+    parser.add_argument("--statement-timeout", type=float, default=30.0)
     parser.add_argument("--wait", type=float, default=0.0)
     parser.add_argument("--body-seconds", type=float, default=0.0)
     parser.add_argument("--fail", action="store_true")

@@ -46,7 +46,6 @@ def assert_still_ours(url: str, names: tuple[str, str], held) -> None:
 
 
 # 1. A failed reconnect must not break a thread's connection for good.
-@pytest.mark.xfail(strict=True, reason="item 1: a failed reconnect breaks a thread for good")
 def test_every_connection_recovers_after_the_server_restarts(private_server, names):
     url = private_server.url()
     lock = fast_lock(url, "restart")
@@ -71,7 +70,6 @@ def test_every_connection_recovers_after_the_server_restarts(private_server, nam
 
 
 # 2. Many threads holding many locks: renewal never waits for a connection behind holders.
-@pytest.mark.xfail(strict=True, reason="item 2: 15 threads starve the renewal thread")
 @pytest.mark.timeout(120)
 def test_fifty_threads_hold_five_hundred_locks_without_a_lapse(database_url, names):
     lock = fast_lock(database_url, "threads")
@@ -116,7 +114,6 @@ def proxy(private_server):
     proxy.close()
 
 
-@pytest.mark.xfail(strict=True, reason="item 3: a lost acquire reply skips the tick everywhere")
 def test_a_lost_reply_to_acquire_still_grants_the_lock(private_server, proxy, names):
     lock = fast_lock(private_server.url(proxy.port), "lost-acquire")
     with lock.hold("warm-up", names[1]):
@@ -130,7 +127,6 @@ def test_a_lost_reply_to_acquire_still_grants_the_lock(private_server, proxy, na
     assert tables.lock_row(*names) is None
 
 
-@pytest.mark.xfail(strict=True, reason="item 3: a lost release reply reports LockLost")
 def test_a_lost_reply_to_release_reports_what_the_release_did(private_server, proxy, names):
     lock = fast_lock(private_server.url(proxy.port), "lost-release")
     with lock.hold(*names, slot="tick-1") as held:
@@ -143,7 +139,6 @@ def test_a_lost_reply_to_release_reports_what_the_release_did(private_server, pr
 
 
 # 4. The later grant of a lock always carries the higher fence.
-@pytest.mark.xfail(strict=True, reason="item 4: a delayed insert is granted a lower fence")
 def test_a_delayed_insert_is_granted_a_higher_fence(default_databases, names):
     url = default_databases.create()
     # Delays the insert of one acquirer after it drew its fence, as a wait on a concurrent
@@ -158,15 +153,16 @@ def test_a_delayed_insert_is_granted_a_higher_fence(default_databases, names):
             FOR EACH ROW EXECUTE FUNCTION delay_slow_inserts();
     """)
     fences: dict[str, int] = {}
+    patient = {"statement_timeout_seconds": 5, "lease_seconds": 30}
 
     def hold_slowly() -> None:
-        with fast_lock(url, "slow").hold(*names) as held:
+        with fast_lock(url, "slow", **patient).hold(*names) as held:
             fences["slow"] = held.fence
 
     slow = threading.Thread(target=hold_slowly)
     slow.start()
     time.sleep(0.5)  # the slow acquirer has drawn its fence and sleeps in the trigger
-    with fast_lock(url, "quick").hold(*names) as quick:
+    with fast_lock(url, "quick", **patient).hold(*names) as quick:
         assert quick.acquired
         fences["quick"] = quick.fence
     slow.join(30)
@@ -174,7 +170,6 @@ def test_a_delayed_insert_is_granted_a_higher_fence(default_databases, names):
 
 
 # 6. A server that stops answering cannot hang a lock call.
-@pytest.mark.xfail(strict=True, reason="item 6: no client-side deadline")
 @pytest.mark.timeout(60)
 def test_a_frozen_server_cannot_hang_hold(private_server, proxy, names):
     lock = fast_lock(private_server.url(proxy.port), "frozen")
@@ -200,12 +195,6 @@ def test_a_lease_too_short_for_renewal_is_refused(database_url):
     assert "statement_timeout_seconds" in str(error.value)
 
 
-test_a_lease_too_short_for_renewal_is_refused = pytest.mark.xfail(
-    strict=True, reason="item 7: any positive lease is accepted")(
-    test_a_lease_too_short_for_renewal_is_refused)
-
-
-@pytest.mark.xfail(strict=True, reason="item 7: one blocked renewal delays the others")
 def test_a_blocked_renewal_does_not_delay_another_lease(database_url, names):
     # A statement timeout of 3 s: long enough that a renewal waiting on a row lock would hold
     # up the next lease's renewal past the moment looked at below.
@@ -227,7 +216,6 @@ def test_a_blocked_renewal_does_not_delay_another_lease(database_url, names):
 
 
 # 10. The protocol never runs inside a caller's transaction.
-@pytest.mark.xfail(strict=True, reason="item 10: a connection comes back in a transaction")
 @pytest.mark.parametrize("leftover", ["BEGIN", "aborted"])
 def test_a_connection_left_in_a_transaction_cannot_hide_or_break_a_grant(database_url, names,
                                                                          leftover):
@@ -255,7 +243,6 @@ def test_a_connection_left_in_a_transaction_cannot_hide_or_break_a_grant(databas
 
 
 # 11. Connections handed out are as healthy as the protocol's own.
-@pytest.mark.xfail(strict=True, reason="item 11: connection() hands back a terminated session")
 def test_connection_recovers_after_the_server_ends_idle_sessions(database_url, names):
     lock = fast_lock(database_url, "terminated", statement_timeout_seconds=0.48)
     with lock.hold(*names), lock.connection() as conn:
@@ -286,7 +273,6 @@ def _exit_code(pid: int, timeout: float) -> int | None:
 
 
 # 13. A forked child neither uses nor releases its parent's hold.
-@pytest.mark.xfail(strict=True, reason="item 13: a child releases its parent's lock")
 def test_a_forked_child_neither_uses_nor_releases_the_parents_hold(lock_database_url, names):
     tables = Tables(lock_database_url)
     parent, child_code = os.getpid(), 0

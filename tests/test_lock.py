@@ -29,6 +29,17 @@ def worker_args(url: str, queue: str, job: str, *extra: str) -> tuple[str, ...]:
     return ("hold", "--url", url, "--queue", queue, "--job", job, *extra)
 
 
+# The shortest lease renewal can keep alive is three times connect (at least 2 s) plus statement
+# timeout plus a 0.5 s client margin: tests that wait for a lease to lapse lower both.
+FAST = {"connect_timeout_seconds": 2, "statement_timeout_seconds": 0.5}
+SHORT_LEASE = 9.0
+FAST_WORKER = ("--lease", str(SHORT_LEASE), "--connect-timeout", "2", "--statement-timeout", "0.5")
+
+
+def short_lock(url: str, app_id: str = "instance-one") -> DistributedLock:
+    return DistributedLock(url, app_id=app_id, lease_seconds=SHORT_LEASE, **FAST)
+
+
 def test_acquire_writes_lock_row_and_processing_row_together(lock, tables, names):
     with lock.hold(*names, run_id="run-1") as held:
         assert held.acquired and held.reason is None
@@ -61,37 +72,36 @@ def test_loser_gets_answer_and_exited_row_naming_holder(lock, other, tables, nam
 
 def test_timestamps_come_from_the_database_clock(lock, tables, names):
     [(before,)] = tables.query("SELECT clock_timestamp()")
-    with lock.hold(*names, lease_seconds=7) as held:
+    with lock.hold(*names, lease_seconds=170) as held:
         _, _, created, expires = tables.lock_row(*names)
     [(after,)] = tables.query("SELECT clock_timestamp()")
     assert before <= created <= after and held.since == created
-    assert expires - created == timedelta(seconds=7)
+    assert expires - created == timedelta(seconds=170)
 
 
 def test_lease_is_renewed_while_body_outlives_it(lock_database_url, other, tables, names):
-    short = DistributedLock(lock_database_url, app_id="instance-one", lease_seconds=2)
-    with short.hold(*names) as held:
+    with short_lock(lock_database_url).hold(*names) as held:
         first_expiry = tables.lock_row(*names)[3]
-        for _ in range(5):  # 5 s of body: two and a half leases
-            time.sleep(1)
+        for _ in range(4):  # 12 s of body: a lease and a third
+            time.sleep(3)
             with other.hold(*names) as rival:
                 assert not rival.acquired, "a renewed lease must never be taken over"
-        assert tables.lock_row(*names)[3] > first_expiry + timedelta(seconds=2)
+        assert tables.lock_row(*names)[3] > first_expiry + timedelta(seconds=3)
         held.ensure_held()
-    assert tables.statuses(*names) == ["Completed"] + ["Exited"] * 5
+    assert tables.statuses(*names) == ["Completed"] + ["Exited"] * 4
 
 
 def test_crashed_holder_is_taken_over_after_lease_with_higher_fence(
     lock_database_url, other, tables, names, spawn_worker
 ):
-    worker = spawn_worker(*worker_args(lock_database_url, *names, "--lease", "2",
+    worker = spawn_worker(*worker_args(lock_database_url, *names, *FAST_WORKER,
                                        "--body-seconds", "60", "--app-id", "crasher"))
     fence = worker.wait_for("acquired")["fence"]
     worker.process.send_signal(signal.SIGKILL)
     worker.process.wait()
     with other.hold(*names) as early:
         assert not early.acquired and early.holder.startswith("crasher")
-    time.sleep(2.2)
+    time.sleep(SHORT_LEASE + 0.2)
     with other.hold(*names) as taker:
         assert taker.acquired and taker.fence > fence
     logs = tables.logs(*names)
@@ -143,12 +153,12 @@ def test_stale_holder_release_deletes_nothing_of_its_successor(lock, other, tabl
 
 def test_paused_holder_is_taken_over_and_told(lock_database_url, other, tables, names,
                                               spawn_worker):
-    worker = spawn_worker(*worker_args(lock_database_url, *names, "--lease", "2",
+    worker = spawn_worker(*worker_args(lock_database_url, *names, *FAST_WORKER,
                                        "--body-seconds", "1", "--app-id", "sleepy"))
     fence = worker.wait_for("acquired")["fence"]
     worker.process.send_signal(signal.SIGSTOP)  # a stop-the-world pause longer than the lease
-    time.sleep(2.5)
-    with other.hold(*names, lease_seconds=30) as taker:
+    time.sleep(SHORT_LEASE + 0.5)
+    with other.hold(*names, lease_seconds=200) as taker:
         assert taker.acquired and taker.fence > fence
         worker.process.send_signal(signal.SIGCONT)
         event = worker.wait_for("lock_error")
@@ -406,11 +416,10 @@ def test_dropped_connections_are_replaced_without_losing_a_hold(lock, tables, na
 
 
 def test_renewal_survives_a_dropped_connection(lock_database_url, other, tables, names):
-    short = DistributedLock(lock_database_url, app_id="instance-one", lease_seconds=2)
-    with short.hold(*names) as held:
-        time.sleep(1)  # the renewal thread has its own connection by now
+    with short_lock(lock_database_url).hold(*names) as held:
+        time.sleep(SHORT_LEASE / 3 + 0.5)  # the renewal thread has its own connection by now
         assert drop_lock_connections(tables) >= 2
-        time.sleep(3)
+        time.sleep(SHORT_LEASE)
         with other.hold(*names) as rival:
             assert not rival.acquired
         held.ensure_held()

@@ -51,7 +51,7 @@ def test_migrations_build_exactly_schema_sql(default_databases):
     expected = snapshot(from_schema)
     assert snapshot(migrated) == expected
     assert {row[0] for row in expected["columns"]} == {"queue_locks", "job_logs", "heartbeats"}
-    assert len(expected["functions"]) == 9
+    assert len(expected["functions"]) == 15
 
 
 def test_migration_names_follow_the_pattern():
@@ -70,7 +70,7 @@ def test_dlock_migrate_creates_the_schema_and_is_harmless_twice(default_database
     url = default_databases.create(migrated=False)
     first = run_dlock("migrate", "--database-url", url)
     assert first.returncode == 0, first.stderr
-    assert "Applied 5 migration(s)" in first.stdout
+    assert "Applied 6 migration(s)" in first.stdout
     second = run_dlock("migrate", "--database-url", url)
     assert second.returncode == 0 and "already up to date" in second.stdout
     assert Tables(url).count("queue_locks") == 0

@@ -3,6 +3,7 @@ and old and new code run side by side on one migrated database."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -46,23 +47,27 @@ def test_a_built_wheel_migrates_outside_the_checkout(default_databases, tmp_path
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
+    # Nothing may lead the new environment back to the checkout.
+    clean_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+                          check=True, capture_output=True, text=True, env=clean_env).stdout.strip()
     Path(site, "reuse_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+                   check=True, capture_output=True, timeout=300, env=clean_env)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run([python, "-c", "import resources; print(resources.__file__)"],
-                           cwd=elsewhere, check=True, capture_output=True, text=True)
+                           cwd=elsewhere, check=True, capture_output=True, text=True,
+                           env=clean_env)
     assert where.stdout.startswith(site), "the test must exercise the installed wheel"
 
     url = default_databases.create(migrated=False)
     migrated = subprocess.run([venv / "bin" / "dlock", "migrate", "--database-url", url],
-                              cwd=elsewhere, capture_output=True, text=True, timeout=120)
+                              cwd=elsewhere, capture_output=True, text=True, timeout=120,
+                              env=clean_env)
     assert migrated.returncode == 0, migrated.stderr
-    assert "Applied 5 migration(s)" in migrated.stdout
+    assert "Applied 6 migration(s)" in migrated.stdout
     assert Tables(url).query("SELECT count(*) FROM pg_proc WHERE proname = 'dlock_acquire_v1'")
 
 

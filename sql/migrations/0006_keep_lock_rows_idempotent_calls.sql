@@ -1,0 +1,361 @@
+-- Version 2 of acquire, release and abandon, and batched renewal, for a lock in a long-lived
+-- process under faults. Version 1 stays for code of release 0.2.0 (see 0005).
+--
+-- * A lock row is kept once made: release frees it (owner and log_id NULL, expires_at the
+--   release time) instead of deleting it. Every later grant is a conditional UPDATE of that one
+--   row, which draws its fence only once it holds the row, so the later grant of a lock always
+--   carries the higher fence. (An INSERT draws its fence before the conflict check: one that
+--   waited on a concurrent insert could be granted after a higher fence was granted and freed.)
+-- * Every call is idempotent for its owner, so a call whose reply was lost after the commit can
+--   be sent again: a repeated acquire returns the grant it already has, a repeated release
+--   reports what the first one did.
+-- * Renewal renews many leases in one call and never waits on a row another transaction holds
+--   (SKIP LOCKED): one blocked lock cannot stall the leases of the others.
+-- * The functions check their own bounds (a lease of at most 86,400 s).
+--
+-- Version 1 code copes with kept rows: to it a free row is an expired one, which it takes over.
+
+ALTER TABLE queue_locks
+    ALTER COLUMN owner DROP NOT NULL,
+    ALTER COLUMN log_id DROP NOT NULL;
+
+-- The longest lease the code allows; the functions refuse anything longer.
+CREATE FUNCTION dlock_check_lease_v1(p_lease_seconds double precision) RETURNS interval
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF p_lease_seconds IS NULL OR NOT (p_lease_seconds > 0 AND p_lease_seconds <= 86400) THEN
+        RAISE EXCEPTION 'lease_seconds must be greater than 0 and at most 86400, got %',
+            p_lease_seconds USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN make_interval(secs => p_lease_seconds);
+END
+$$;
+
+-- Acquire: grant a free, new or lapsed lock, or report its holder; write the job log row
+-- (Processing for the winner, Exited for a loser when p_log_loss) in the same transaction.
+CREATE FUNCTION dlock_acquire_v2(
+    p_queue_name    text,
+    p_job_name      text,
+    p_owner         text,
+    p_app_id        text,
+    p_run_id        text,
+    p_slot          text,
+    p_lease_seconds double precision,
+    p_log_loss      boolean,
+    OUT acquired    boolean,
+    OUT fence       bigint,
+    OUT log_id      bigint,
+    OUT reason      text,
+    OUT holder      text,
+    OUT since       timestamptz
+)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_lease       interval := dlock_check_lease_v1(p_lease_seconds);
+    v_now         timestamptz;
+    v_fence       bigint;
+    v_log_id      bigint;
+    v_lock        queue_locks%ROWTYPE;
+    v_slot_status text;
+    v_remark      text;
+BEGIN
+    acquired := false;
+
+    -- A completed slot is refused before the lock row is touched (the unique index is the
+    -- real guard below; this only spares the lock row a write).
+    IF p_slot IS NOT NULL THEN
+        SELECT l.app_id, l.updated_time INTO holder, since
+          FROM job_logs l
+         WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
+           AND l.slot = p_slot AND l.claims_slot AND l.status = 'Completed';
+        IF FOUND THEN
+            reason := 'slot_done';
+        END IF;
+    END IF;
+
+    -- Losers only read the lock row: they never lock it or wait on it. Each pass that does not
+    -- decide follows another transaction's committed change to this very row (made between our
+    -- read and our write); five in one call means heavy churn, and the last holder read is
+    -- reported.
+    FOR attempt IN 1..5 LOOP
+        EXIT WHEN reason IS NOT NULL;
+        SELECT * INTO v_lock
+          FROM queue_locks q
+         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name;
+
+        IF NOT FOUND THEN
+            -- A lock never used (or its row deleted by hand). The fence drawn in VALUES may be
+            -- stale if this insert waited on a concurrent one, so it is drawn again once the
+            -- row is ours.
+            v_now := clock_timestamp();
+            INSERT INTO queue_locks AS q
+                   (queue_name, job_name, created_time, owner, fence, log_id, expires_at)
+            VALUES (p_queue_name, p_job_name, v_now, p_owner, 0, nextval('job_logs_id_seq'),
+                    v_now + v_lease)
+            ON CONFLICT DO NOTHING
+            RETURNING q.log_id INTO v_log_id;
+            IF v_log_id IS NOT NULL THEN
+                UPDATE queue_locks q SET fence = nextval('queue_lock_fence_seq')
+                 WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+                RETURNING q.fence INTO v_fence;
+                v_remark := format('Lock acquired (fence %s)', v_fence);
+                EXIT;
+            END IF;
+            CONTINUE;  -- someone else made the row meanwhile: read it
+        END IF;
+
+        IF v_lock.owner = p_owner THEN
+            -- The same owner again: its first call's reply was lost. Return that grant.
+            acquired := true;
+            fence := v_lock.fence;
+            log_id := v_lock.log_id;
+            holder := p_owner;
+            since := v_lock.created_time;
+            RETURN;
+        END IF;
+
+        IF v_lock.owner IS NOT NULL AND v_lock.expires_at >= clock_timestamp() THEN
+            reason := 'held';  -- held and live
+            EXIT;
+        END IF;
+
+        -- Free, or lapsed: claim it, conditional on the row being the one we read. The fence
+        -- is drawn while this UPDATE holds the row, after any earlier grant of it committed.
+        v_now := clock_timestamp();
+        UPDATE queue_locks q
+           SET created_time = v_now, owner = p_owner,
+               fence = nextval('queue_lock_fence_seq'), log_id = nextval('job_logs_id_seq'),
+               expires_at = v_now + v_lease
+         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+           AND q.fence = v_lock.fence
+           AND (q.owner IS NULL OR q.expires_at < v_now)
+        RETURNING q.fence, q.log_id INTO v_fence, v_log_id;
+        IF v_fence IS NOT NULL THEN
+            IF v_lock.owner IS NULL THEN
+                v_remark := format('Lock acquired (fence %s)', v_fence);
+            ELSE
+                -- Close the previous holder's row first, so its slot may run again.
+                UPDATE job_logs l
+                   SET status = 'Exited', updated_time = v_now,
+                       remark = l.remark || '; ' || format('Lease expired at %s without renewal '
+                                '(holder stopped or lost the database); taken over by %s '
+                                '(fence %s)', v_lock.expires_at, p_owner, v_fence)
+                 WHERE l.id = v_lock.log_id AND l.status = 'Processing';
+                v_remark := format('Lock taken over from %s, whose lease expired at %s (fence %s)',
+                                   v_lock.owner, v_lock.expires_at, v_fence);
+            END IF;
+            EXIT;
+        END IF;
+    END LOOP;
+
+    IF v_fence IS NOT NULL THEN
+        -- Two passes: the second follows closing a Processing row whose lock row is gone.
+        FOR attempt IN 1..2 LOOP
+            INSERT INTO job_logs AS l
+                   (id, app_id, queue_name, job_name, status, remark, run_id, fence, slot,
+                    created_time, updated_time)
+            VALUES (v_log_id, p_app_id, p_queue_name, p_job_name, 'Processing', v_remark,
+                    p_run_id, v_fence, p_slot, v_now, v_now)
+            ON CONFLICT (queue_name, job_name, slot) WHERE claims_slot DO NOTHING
+            RETURNING l.id INTO log_id;
+            IF log_id IS NOT NULL THEN
+                acquired := true;
+                fence := v_fence;
+                holder := p_owner;
+                since := v_now;
+                RETURN;
+            END IF;
+            -- We hold the lock, so a Processing row of this slot has no live holder: its
+            -- lock row was deleted by hand. Close it, so the slot is not stuck forever.
+            UPDATE job_logs l
+               SET status = 'Exited', updated_time = clock_timestamp(),
+                   remark = l.remark || '; ' || format('Its lock row was gone (deleted by '
+                            'hand?); slot released by %s (fence %s)', p_owner, v_fence)
+             WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
+               AND l.slot = p_slot AND l.claims_slot AND l.status = 'Processing';
+            EXIT WHEN NOT FOUND;
+        END LOOP;
+
+        -- The slot finished between the first look and now: give the lock back.
+        UPDATE queue_locks q
+           SET owner = NULL, log_id = NULL, expires_at = clock_timestamp()
+         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name AND q.fence = v_fence;
+        SELECT l.status, l.app_id, l.updated_time INTO v_slot_status, holder, since
+          FROM job_logs l
+         WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
+           AND l.slot = p_slot AND l.claims_slot;
+        reason := CASE WHEN v_slot_status = 'Completed' THEN 'slot_done' ELSE 'slot_running' END;
+    ELSIF reason IS NULL OR reason = 'held' THEN
+        reason := 'held';
+        holder := v_lock.owner;
+        since := v_lock.created_time;
+        IF p_slot IS NOT NULL AND EXISTS (
+            SELECT 1 FROM job_logs l
+             WHERE l.id = v_lock.log_id AND l.slot = p_slot AND l.status = 'Processing'
+        ) THEN
+            reason := 'slot_running';
+        END IF;
+    END IF;
+
+    IF p_log_loss THEN
+        INSERT INTO job_logs AS l (app_id, queue_name, job_name, status, remark, run_id, slot)
+        VALUES (p_app_id, p_queue_name, p_job_name, 'Exited',
+                CASE reason
+                    WHEN 'slot_done' THEN format('Not run: slot %s was already completed by %s at %s',
+                                                 p_slot, holder, since)
+                    WHEN 'slot_running' THEN format('Not run: slot %s is being processed by %s since %s',
+                                                    p_slot, holder, since)
+                    ELSE format('Not run: lock held by %s since %s', holder, since)
+                END,
+                p_run_id, p_slot)
+        RETURNING l.id INTO log_id;
+    END IF;
+END
+$$;
+
+-- Release: free our lock row and close our log row in one transaction, both checked against
+-- owner and fence. Returns 'released', or 'lost' when someone took over (nothing of the
+-- successor's is touched, and our row never claims the final status). A repeated call whose
+-- first reply was lost finds its own ending in the log row and says 'released' again.
+CREATE FUNCTION dlock_release_v2(
+    p_queue_name text,
+    p_job_name   text,
+    p_owner      text,
+    p_fence      bigint,
+    p_log_id     bigint,
+    p_status     text,
+    p_remark     text
+)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+BEGIN
+    UPDATE queue_locks q
+       SET owner = NULL, log_id = NULL, expires_at = clock_timestamp()
+     WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+       AND q.owner = p_owner AND q.fence = p_fence;
+    IF FOUND THEN
+        UPDATE job_logs l
+           SET status = p_status, remark = l.remark || '; ' || p_remark,
+               updated_time = clock_timestamp()
+         WHERE l.id = p_log_id AND l.status = 'Processing' AND l.fence = p_fence;
+        RETURN 'released';
+    END IF;
+
+    IF EXISTS (
+        SELECT 1 FROM job_logs l
+         WHERE l.id = p_log_id AND l.fence = p_fence AND l.status = p_status
+           AND right(l.remark, length(p_remark) + 2) = '; ' || p_remark
+    ) THEN
+        RETURN 'released';  -- this very release already happened
+    END IF;
+
+    -- The taker normally closed our row already; close it here only if nobody did.
+    UPDATE job_logs l
+       SET status = 'Exited', updated_time = clock_timestamp(),
+           remark = l.remark || '; ' || format('Lease lost before the body finished (it ended '
+                    'as %s: %s)', p_status, p_remark)
+     WHERE l.id = p_log_id AND l.status = 'Processing' AND l.fence = p_fence;
+    RETURN 'lost';
+END
+$$;
+
+-- Abandon: an interrupt or a failure landed while acquire was in flight, so the caller does
+-- not know whether it holds the lock. Free whatever this owner holds and record one Exited row.
+CREATE FUNCTION dlock_abandon_v2(
+    p_queue_name text,
+    p_job_name   text,
+    p_owner      text,
+    p_app_id     text,
+    p_run_id     text,
+    p_slot       text,
+    p_remark     text
+)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_log_id bigint;
+BEGIN
+    SELECT q.log_id INTO v_log_id
+      FROM queue_locks q
+     WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name AND q.owner = p_owner
+       FOR UPDATE;
+    IF FOUND THEN
+        UPDATE queue_locks q
+           SET owner = NULL, log_id = NULL, expires_at = clock_timestamp()
+         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name;
+        UPDATE job_logs l
+           SET status = 'Exited', remark = l.remark || '; ' || p_remark,
+               updated_time = clock_timestamp()
+         WHERE l.id = v_log_id AND l.status = 'Processing';
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    INSERT INTO job_logs (app_id, queue_name, job_name, status, remark, run_id, slot)
+    VALUES (p_app_id, p_queue_name, p_job_name, 'Exited', p_remark, p_run_id, p_slot);
+END
+$$;
+
+-- Renew many leases in one round trip. A row another transaction holds (an operator's open
+-- transaction, a taker mid-way) is skipped as 'busy' and tried again soon, so one blocked lock
+-- never delays the others; 'lost' means owner or fence no longer match (taken over).
+CREATE FUNCTION dlock_renew_all_v1(
+    p_queue_names   text[],
+    p_job_names     text[],
+    p_owners        text[],
+    p_fences        bigint[],
+    p_lease_seconds double precision[]
+)
+RETURNS TABLE (lease_index integer, outcome text)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+BEGIN
+    FOR i IN 1..coalesce(array_length(p_owners, 1), 0) LOOP
+        lease_index := i;
+        PERFORM 1 FROM queue_locks q
+          WHERE q.queue_name = p_queue_names[i] AND q.job_name = p_job_names[i]
+            AND q.owner = p_owners[i] AND q.fence = p_fences[i]
+            FOR UPDATE SKIP LOCKED;
+        IF FOUND THEN
+            UPDATE queue_locks q
+               SET expires_at = clock_timestamp() + dlock_check_lease_v1(p_lease_seconds[i])
+             WHERE q.queue_name = p_queue_names[i] AND q.job_name = p_job_names[i];
+            outcome := 'renewed';
+        ELSIF EXISTS (
+            SELECT 1 FROM queue_locks q
+             WHERE q.queue_name = p_queue_names[i] AND q.job_name = p_job_names[i]
+               AND q.owner = p_owners[i] AND q.fence = p_fences[i]
+        ) THEN
+            outcome := 'busy';
+        ELSE
+            outcome := 'lost';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- For fenced writes: whether this fence is the lock's current grant (held, not freed, not
+-- taken over). Needs no owner token.
+CREATE FUNCTION dlock_fence_is_current_v1(
+    p_queue_name text,
+    p_job_name   text,
+    p_fence      bigint
+)
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM queue_locks q
+         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+           AND q.fence = p_fence AND q.owner IS NOT NULL
+    )
+$$;
