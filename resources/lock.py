@@ -168,8 +168,9 @@ class DistributedLock:
                              allow_zero=True)
         database = self.database()
         app_id = self.app_id
-        # Unique per hold, so a late release or renewal can never match a later grant.
-        owner = f"{app_id}/{run_id or '-'}/{secrets.token_hex(4)}"
+        # Unique per hold, so a late release or renewal can never match a later grant; its last
+        # part is a 128-bit secret that the database never shows to lock users.
+        owner = f"{app_id}/{run_id or '-'}/{secrets.token_hex(16)}"
         names = {"queue_name": queue_name, "job_name": job_name}
         label = f"{queue_name}/{job_name}"
 

@@ -316,6 +316,12 @@ $$;
 -- Version 2 (migrations/0006): lock rows are kept and freed, every call is idempotent for its
 -- owner, renewal is batched and skips rows other transactions hold.
 
+-- A holder as reported and written into remarks: the owner without its last part, the random
+-- token that proves ownership (renewing or releasing needs it, so it is never shown).
+CREATE FUNCTION dlock_holder_v1(p_owner text) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT regexp_replace(p_owner, '/[^/]*$', '') $$;
+
 -- The longest lease the code allows; the functions refuse anything longer.
 CREATE FUNCTION dlock_check_lease_v1(p_lease_seconds double precision) RETURNS interval
 LANGUAGE plpgsql IMMUTABLE
@@ -409,7 +415,7 @@ BEGIN
             acquired := true;
             fence := v_lock.fence;
             log_id := v_lock.log_id;
-            holder := p_owner;
+            holder := dlock_holder_v1(p_owner);
             since := v_lock.created_time;
             RETURN;
         END IF;
@@ -439,10 +445,10 @@ BEGIN
                    SET status = 'Exited', updated_time = v_now,
                        remark = l.remark || '; ' || format('Lease expired at %s without renewal '
                                 '(holder stopped or lost the database); taken over by %s '
-                                '(fence %s)', v_lock.expires_at, p_owner, v_fence)
+                                '(fence %s)', v_lock.expires_at, dlock_holder_v1(p_owner), v_fence)
                  WHERE l.id = v_lock.log_id AND l.status = 'Processing';
                 v_remark := format('Lock taken over from %s, whose lease expired at %s (fence %s)',
-                                   v_lock.owner, v_lock.expires_at, v_fence);
+                                   dlock_holder_v1(v_lock.owner), v_lock.expires_at, v_fence);
             END IF;
             EXIT;
         END IF;
@@ -461,7 +467,7 @@ BEGIN
             IF log_id IS NOT NULL THEN
                 acquired := true;
                 fence := v_fence;
-                holder := p_owner;
+                holder := dlock_holder_v1(p_owner);
                 since := v_now;
                 RETURN;
             END IF;
@@ -470,7 +476,7 @@ BEGIN
             UPDATE job_logs l
                SET status = 'Exited', updated_time = clock_timestamp(),
                    remark = l.remark || '; ' || format('Its lock row was gone (deleted by '
-                            'hand?); slot released by %s (fence %s)', p_owner, v_fence)
+                            'hand?); slot released by %s (fence %s)', dlock_holder_v1(p_owner), v_fence)
              WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
                AND l.slot = p_slot AND l.claims_slot AND l.status = 'Processing';
             EXIT WHEN NOT FOUND;
@@ -487,7 +493,7 @@ BEGIN
         reason := CASE WHEN v_slot_status = 'Completed' THEN 'slot_done' ELSE 'slot_running' END;
     ELSIF reason IS NULL OR reason = 'held' THEN
         reason := 'held';
-        holder := v_lock.owner;
+        holder := dlock_holder_v1(v_lock.owner);
         since := v_lock.created_time;
         IF p_slot IS NOT NULL AND EXISTS (
             SELECT 1 FROM job_logs l
@@ -551,12 +557,17 @@ BEGIN
         RETURN 'released';  -- this very release already happened
     END IF;
 
-    -- The taker normally closed our row already; close it here only if nobody did.
+    -- The taker normally closed our row already; close it here only if nobody did, and only
+    -- once the lock no longer carries this fence: a caller without the owner token must not
+    -- close the live holder's row (fence and log id are readable by any lock user).
     UPDATE job_logs l
        SET status = 'Exited', updated_time = clock_timestamp(),
            remark = l.remark || '; ' || format('Lease lost before the body finished (it ended '
                     'as %s: %s)', p_status, p_remark)
-     WHERE l.id = p_log_id AND l.status = 'Processing' AND l.fence = p_fence;
+     WHERE l.id = p_log_id AND l.status = 'Processing' AND l.fence = p_fence
+       AND NOT EXISTS (SELECT 1 FROM queue_locks q
+                        WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+                          AND q.fence = p_fence);
     RETURN 'lost';
 END
 $$;
@@ -655,6 +666,36 @@ AS $$
          WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
            AND q.fence = p_fence AND q.owner IS NOT NULL
     )
+$$;
+
+-- Version 2 and its helpers are the only way in for a lock user: they run as their owner
+-- (the role that migrates), with the search_path pinned to this schema so a caller cannot slip
+-- its own tables or functions in front of ours, and they check their own bounds. A lock user
+-- then needs EXECUTE on them and at most column-level SELECT without `owner` (the owner token is
+-- the holder's secret: renewing or releasing a lock needs it); sql/roles.sql grants exactly
+-- that. Nobody else may call them.
+--
+-- Version 1 and the unversioned names stay as they were (run as the caller), for code of
+-- earlier releases, whose users need direct rights on the tables; restricted roles take effect
+-- once those are dropped.
+DO $$
+DECLARE
+    v_function regprocedure;
+BEGIN
+    FOREACH v_function IN ARRAY ARRAY[
+        'dlock_check_lease_v1(double precision)',
+        'dlock_acquire_v2(text, text, text, text, text, text, double precision, boolean)',
+        'dlock_release_v2(text, text, text, bigint, bigint, text, text)',
+        'dlock_abandon_v2(text, text, text, text, text, text, text)',
+        'dlock_renew_all_v1(text[], text[], text[], bigint[], double precision[])',
+        'dlock_still_held_v1(text, text, text, bigint)',
+        'dlock_fence_is_current_v1(text, text, bigint)'
+    ]::regprocedure[] LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp',
+                       v_function, current_schema());
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_function);
+    END LOOP;
+END
 $$;
 
 -- The unversioned names are what release 0.1.0 calls. They keep their meaning by delegating to

@@ -30,7 +30,8 @@ SNAPSHOT_QUERIES = {
          WHERE connamespace = 'public'::regnamespace
            AND conrelid::regclass::text NOT LIKE '%%yoyo%%' ORDER BY 1, 2""",
     "functions": """
-        SELECT proname, pg_get_function_arguments(oid), pg_get_function_result(oid), prosrc
+        SELECT proname, pg_get_function_arguments(oid), pg_get_function_result(oid), prosrc,
+               prosecdef, proconfig, proacl::text
           FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1""",
     "sequences": """
         SELECT sequencename, data_type, start_value, increment_by FROM pg_sequences
@@ -51,7 +52,7 @@ def test_migrations_build_exactly_schema_sql(default_databases):
     expected = snapshot(from_schema)
     assert snapshot(migrated) == expected
     assert {row[0] for row in expected["columns"]} == {"queue_locks", "job_logs", "heartbeats"}
-    assert len(expected["functions"]) == 15
+    assert len(expected["functions"]) == 16
 
 
 def test_migration_names_follow_the_pattern():
@@ -70,7 +71,7 @@ def test_dlock_migrate_creates_the_schema_and_is_harmless_twice(default_database
     url = default_databases.create(migrated=False)
     first = run_dlock("migrate", "--database-url", url)
     assert first.returncode == 0, first.stderr
-    assert "Applied 6 migration(s)" in first.stdout
+    assert "Applied 7 migration(s)" in first.stdout
     second = run_dlock("migrate", "--database-url", url)
     assert second.returncode == 0 and "already up to date" in second.stdout
     assert Tables(url).count("queue_locks") == 0

@@ -19,6 +19,12 @@ ALTER TABLE queue_locks
     ALTER COLUMN owner DROP NOT NULL,
     ALTER COLUMN log_id DROP NOT NULL;
 
+-- A holder as reported and written into remarks: the owner without its last part, the random
+-- token that proves ownership (renewing or releasing needs it, so it is never shown).
+CREATE FUNCTION dlock_holder_v1(p_owner text) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT regexp_replace(p_owner, '/[^/]*$', '') $$;
+
 -- The longest lease the code allows; the functions refuse anything longer.
 CREATE FUNCTION dlock_check_lease_v1(p_lease_seconds double precision) RETURNS interval
 LANGUAGE plpgsql IMMUTABLE
@@ -112,7 +118,7 @@ BEGIN
             acquired := true;
             fence := v_lock.fence;
             log_id := v_lock.log_id;
-            holder := p_owner;
+            holder := dlock_holder_v1(p_owner);
             since := v_lock.created_time;
             RETURN;
         END IF;
@@ -142,10 +148,10 @@ BEGIN
                    SET status = 'Exited', updated_time = v_now,
                        remark = l.remark || '; ' || format('Lease expired at %s without renewal '
                                 '(holder stopped or lost the database); taken over by %s '
-                                '(fence %s)', v_lock.expires_at, p_owner, v_fence)
+                                '(fence %s)', v_lock.expires_at, dlock_holder_v1(p_owner), v_fence)
                  WHERE l.id = v_lock.log_id AND l.status = 'Processing';
                 v_remark := format('Lock taken over from %s, whose lease expired at %s (fence %s)',
-                                   v_lock.owner, v_lock.expires_at, v_fence);
+                                   dlock_holder_v1(v_lock.owner), v_lock.expires_at, v_fence);
             END IF;
             EXIT;
         END IF;
@@ -164,7 +170,7 @@ BEGIN
             IF log_id IS NOT NULL THEN
                 acquired := true;
                 fence := v_fence;
-                holder := p_owner;
+                holder := dlock_holder_v1(p_owner);
                 since := v_now;
                 RETURN;
             END IF;
@@ -173,7 +179,7 @@ BEGIN
             UPDATE job_logs l
                SET status = 'Exited', updated_time = clock_timestamp(),
                    remark = l.remark || '; ' || format('Its lock row was gone (deleted by '
-                            'hand?); slot released by %s (fence %s)', p_owner, v_fence)
+                            'hand?); slot released by %s (fence %s)', dlock_holder_v1(p_owner), v_fence)
              WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
                AND l.slot = p_slot AND l.claims_slot AND l.status = 'Processing';
             EXIT WHEN NOT FOUND;
@@ -190,7 +196,7 @@ BEGIN
         reason := CASE WHEN v_slot_status = 'Completed' THEN 'slot_done' ELSE 'slot_running' END;
     ELSIF reason IS NULL OR reason = 'held' THEN
         reason := 'held';
-        holder := v_lock.owner;
+        holder := dlock_holder_v1(v_lock.owner);
         since := v_lock.created_time;
         IF p_slot IS NOT NULL AND EXISTS (
             SELECT 1 FROM job_logs l
@@ -254,12 +260,17 @@ BEGIN
         RETURN 'released';  -- this very release already happened
     END IF;
 
-    -- The taker normally closed our row already; close it here only if nobody did.
+    -- The taker normally closed our row already; close it here only if nobody did, and only
+    -- once the lock no longer carries this fence: a caller without the owner token must not
+    -- close the live holder's row (fence and log id are readable by any lock user).
     UPDATE job_logs l
        SET status = 'Exited', updated_time = clock_timestamp(),
            remark = l.remark || '; ' || format('Lease lost before the body finished (it ended '
                     'as %s: %s)', p_status, p_remark)
-     WHERE l.id = p_log_id AND l.status = 'Processing' AND l.fence = p_fence;
+     WHERE l.id = p_log_id AND l.status = 'Processing' AND l.fence = p_fence
+       AND NOT EXISTS (SELECT 1 FROM queue_locks q
+                        WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+                          AND q.fence = p_fence);
     RETURN 'lost';
 END
 $$;

@@ -1,0 +1,106 @@
+"""A lock user (sql/roles.sql's dlock_user) can use the lock only through its functions: no
+direct writes, no reading the owner token, no lease beyond the code's bound, and no renewing,
+releasing or expiring another holder's lock without its owner token."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import make_url
+
+from conftest import Tables
+from resources import DistributedLock
+from resources.urls import libpq_url
+
+ROLES_SQL = Path(__file__).resolve().parent.parent / "sql" / "roles.sql"
+FAST = {"connect_timeout_seconds": 2, "statement_timeout_seconds": 0.5, "lease_seconds": 9}
+
+
+@pytest.fixture
+def as_lock_user(default_databases) -> Iterator[tuple[str, str]]:
+    """(owner's URL, a lock user's URL) on a database migrated by its owner."""
+    url = default_databases.create()
+    owner = Tables(url)
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute(ROLES_SQL.read_text().encode())  # bytes: no placeholders to parse
+    login = f"lock_app_{secrets.token_hex(4)}"
+    owner.query(f'CREATE ROLE "{login}" LOGIN IN ROLE dlock_user')
+    user_url = make_url(url).set(username=login).render_as_string(hide_password=False)
+    yield url, user_url
+    owner.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                login)
+    owner.query(f'DROP OWNED BY "{login}"; DROP ROLE "{login}"')
+
+
+def test_a_lock_user_holds_renews_and_releases_through_the_functions(as_lock_user, names):
+    owner_url, user_url = as_lock_user
+    lock = DistributedLock(user_url, app_id="restricted", **FAST)
+    with lock.hold(*names, slot="tick-1") as held:
+        assert held.acquired
+        held.ensure_held()
+        with DistributedLock(user_url, app_id="rival", **FAST).hold(*names) as rival:
+            assert not rival.acquired and rival.holder.startswith("restricted/")
+    assert Tables(owner_url).statuses(*names) == ["Completed", "Exited"]
+
+
+REFUSED = [
+    "INSERT INTO queue_locks (queue_name, job_name, owner, fence, log_id, expires_at)"
+    " VALUES ('q', 'forged', 'me', 1, 1, 'infinity')",
+    "UPDATE queue_locks SET expires_at = 'infinity'",
+    "UPDATE queue_locks SET expires_at = clock_timestamp() - interval '1 hour'",
+    "DELETE FROM queue_locks",
+    "INSERT INTO job_logs (app_id, queue_name, job_name, status, remark)"
+    " VALUES ('me', 'q', 'j', 'Completed', 'forged')",
+    "UPDATE job_logs SET status = 'Completed'",
+    "DELETE FROM job_logs",
+    "SELECT owner FROM queue_locks",
+    "SELECT * FROM queue_locks",
+]
+
+
+@pytest.mark.parametrize("statement", REFUSED)
+def test_a_lock_user_cannot_write_the_tables_or_read_the_owner_token(as_lock_user, names,
+                                                                      statement):
+    _, user_url = as_lock_user
+    with psycopg.connect(libpq_url(user_url), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+
+
+def test_a_lock_user_cannot_take_a_lease_beyond_the_bound(as_lock_user, names):
+    _, user_url = as_lock_user
+    ninety_five_years = 95 * 365 * 86_400.0
+    with psycopg.connect(libpq_url(user_url), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="at most 86400"):
+            conn.execute("SELECT * FROM dlock_acquire_v2(%s, %s, 'me/-/x', 'me', NULL, NULL,"
+                         " %s, false)", (*names, ninety_five_years))
+
+
+def test_without_the_owner_token_nobody_renews_releases_or_expires_a_lock(as_lock_user, names):
+    owner_url, user_url = as_lock_user
+    tables = Tables(owner_url)
+    with DistributedLock(owner_url, app_id="holder", **FAST).hold(*names, slot="s") as held:
+        before = tables.lock_row(*names)
+        with psycopg.connect(libpq_url(user_url), autocommit=True) as conn:
+            # What a lock user can read: the lock, its fence and its log row, not the owner.
+            fence, log_id = conn.execute(
+                "SELECT fence, log_id FROM queue_locks WHERE queue_name = %s AND job_name = %s",
+                names).fetchone()
+            guess = f"holder/-/{'0' * 32}"
+            assert conn.execute("SELECT dlock_release_v2(%s, %s, %s, %s, %s, 'Completed', 'x')",
+                                (*names, guess, fence, log_id)).fetchone() == ("lost",)
+            assert conn.execute(
+                "SELECT outcome FROM dlock_renew_all_v1(%s, %s, %s, %s, %s)",
+                ([names[0]], [names[1]], [guess], [fence], [0.001])).fetchone() == ("lost",)
+            conn.execute("SELECT dlock_abandon_v2(%s, %s, %s, 'me', NULL, 's', 'x')",
+                         (*names, guess))
+            assert conn.execute("SELECT dlock_still_held_v1(%s, %s, %s, %s)",
+                                (*names, guess, fence)).fetchone() == (False,)
+        assert tables.lock_row(*names) == before, "the live lock was touched"
+        assert tables.statuses(*names)[0] == "Processing"
+        held.ensure_held()
+    assert tables.statuses(*names)[0] == "Completed"
