@@ -250,3 +250,8 @@ def test_a_flag_other_than_true_or_false_is_refused(setup, names):
     with pytest.raises(LockConfigError, match=r"pgbouncer='yes'; use pgbouncer=true"):
         with lock.hold(*names):
             pass
+
+
+def test_migrate_ignores_the_flag(setup):
+    server, _ = setup
+    assert migrate(server.url() + "?pgbouncer=true") == []  # already current, and it connects
