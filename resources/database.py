@@ -87,6 +87,9 @@ class Database:
     def _connection_error(self, error: BaseException) -> LockError:
         if "unsupported startup parameter: options" in str(error):
             # PgBouncer's answer to the statement_timeout the lock sends with each connection.
+            # Refused rather than retried without it: that would drop the server-side timeout
+            # (and a URL's own options) without the operator's say, and a bouncer set to
+            # ignore_startup_parameters = options gives no such error to detect anyway.
             return LockConfigError(
                 f"{self.describe()} refused the startup parameter 'options' that sets the "
                 f"lock's statement_timeout: it is PgBouncer (or a pooler like it). Add "
