@@ -81,21 +81,30 @@ class ConnectionFactory:
     """Makes autocommit connections with the lock's timeouts and the URL's own options."""
 
     def __init__(self, conninfo: str, connect_timeout: float, statement_timeout: float,
-                 options: str | None) -> None:
+                 options: str | None, pgbouncer: bool = False) -> None:
         self.conninfo = conninfo
         self.connect_timeout = max(MIN_CONNECT_SECONDS, connect_timeout)
         self.call_timeout = statement_timeout + CLIENT_MARGIN_SECONDS
         statement_ms = max(1, round(statement_timeout * 1000))
         # The URL's own options (a search_path, say) are kept, with the timeout added.
         self.options = " ".join(filter(None, [options, f"-c statement_timeout={statement_ms}"]))
+        if pgbouncer:
+            # PgBouncer refuses the options startup parameter, so the server's statement_timeout
+            # is the role's or database's own; the client deadline still bounds every call. In
+            # transaction pooling, consecutive statements may run on different server sessions,
+            # where a statement psycopg prepared on one is missing (or clashes with another
+            # client's of the same name): prepare none.
+            self.connect_args: dict[str, Any] = {"prepare_threshold": None}
+        else:
+            self.connect_args = {"options": self.options}
 
     def connect(self) -> BoundedConnection:
         conn = BoundedConnection.connect(
             self.conninfo,
             autocommit=True,
             connect_timeout=max(2, round(self.connect_timeout)),
-            options=self.options,
             application_name="dlock",
+            **self.connect_args,
         )
         conn.call_timeout = self.call_timeout
         _track(conn)

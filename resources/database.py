@@ -25,9 +25,23 @@ from .connections import (
     LentConnections,
     ThreadConnections,
 )
-from .errors import LockConfigError, LockConnectionError, LockDatabaseError, LockSchemaError
+from .errors import (
+    LockConfigError,
+    LockConnectionError,
+    LockDatabaseError,
+    LockError,
+    LockSchemaError,
+)
 from .renewal import Lease, RenewalWorker
-from .urls import DATABASE_URL_ENV, error_summary, libpq_url, safe_url, server_address
+from .urls import (
+    DATABASE_URL_ENV,
+    PGBOUNCER_PARAM,
+    behind_pgbouncer,
+    error_summary,
+    libpq_url,
+    safe_url,
+    server_address,
+)
 from .validation import MAX_LEASE_SECONDS, check_seconds
 
 Row = Any  # a psycopg row tuple
@@ -48,9 +62,16 @@ class Database:
         options = url.query.get("options")
         if isinstance(options, tuple):
             options = " ".join(options)
+        pgbouncer = behind_pgbouncer(url)
+        if pgbouncer and options:
+            raise LockConfigError(
+                f"Incorrect config: database_url ({safe_url(url)}) has both options= and "
+                f"{PGBOUNCER_PARAM}=true, but PgBouncer passes no options to the server; set "
+                "them on the lock's role instead (ALTER ROLE ... SET search_path = ...)."
+            )
         factory = ConnectionFactory(
-            libpq_url(url.difference_update_query(["options"])),
-            connect_timeout_seconds, statement_timeout_seconds, options,
+            libpq_url(url.difference_update_query(["options", PGBOUNCER_PARAM])),
+            connect_timeout_seconds, statement_timeout_seconds, options, pgbouncer,
         )
         self._factory = factory
         self._protocol = ThreadConnections(factory)
@@ -63,7 +84,18 @@ class Database:
     def describe(self) -> str:
         return f"PostgreSQL at {server_address(self.url)} (database {self.url.database})"
 
-    def _connection_error(self, error: BaseException) -> LockConnectionError:
+    def _connection_error(self, error: BaseException) -> LockError:
+        if "unsupported startup parameter: options" in str(error):
+            # PgBouncer's answer to the statement_timeout the lock sends with each connection.
+            # Refused rather than retried without it: that would drop the server-side timeout
+            # (and a URL's own options) without the operator's say, and a bouncer set to
+            # ignore_startup_parameters = options gives no such error to detect anyway.
+            return LockConfigError(
+                f"{self.describe()} refused the startup parameter 'options' that sets the "
+                f"lock's statement_timeout: it is PgBouncer (or a pooler like it). Add "
+                f"{PGBOUNCER_PARAM}=true to {DATABASE_URL_ENV} (or database_url), and set "
+                "statement_timeout on the lock's role (README, \"Behind PgBouncer\")."
+            )
         return LockConnectionError(
             f"Cannot connect to {self.describe()} as user {self.url.username!r}: "
             f"{error_summary(error, self.url)}. Check that the server is running and that "

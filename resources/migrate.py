@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 from .errors import LockConnectionError, LockSchemaError
-from .urls import error_summary, resolve_url, safe_url, server_address
+from .urls import PGBOUNCER_PARAM, error_summary, resolve_url, safe_url, server_address
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -33,7 +33,8 @@ def migrate(database_url: str | None = None) -> list[str]:
     # Imported here: yoyo is only needed by the operator command, not by every run.
     from yoyo import get_backend, read_migrations
 
-    url = resolve_url(database_url)
+    # ?pgbouncer= is the lock's own parameter, not the driver's.
+    url = resolve_url(database_url).difference_update_query([PGBOUNCER_PARAM])
     migrations_dir = sql_dir() / "migrations"
     try:
         backend = get_backend(url.render_as_string(hide_password=False))

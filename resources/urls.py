@@ -13,6 +13,8 @@ from .errors import LockConfigError
 
 DATABASE_URL_ENV = "LOCK_DATABASE_URL"
 LOCK_DRIVER = "postgresql+psycopg"
+# A query parameter of the lock's own, taken off the URL before it reaches the driver.
+PGBOUNCER_PARAM = "pgbouncer"
 
 
 def resolve_url(database_url: str | None) -> URL:
@@ -49,6 +51,18 @@ def resolve_url(database_url: str | None) -> URL:
             f"Incorrect config: database_url ({safe_url(url)}) names no database; add /dbname."
         )
     return url.set(drivername=LOCK_DRIVER)
+
+
+def behind_pgbouncer(url: URL) -> bool:
+    """True when database_url ends in ?pgbouncer=true: the lock then connects the way
+    PgBouncer's transaction pooling allows (README, "Behind PgBouncer")."""
+    value = url.query.get(PGBOUNCER_PARAM, "false")
+    if value not in ("true", "false"):
+        raise LockConfigError(
+            f"Incorrect config: database_url has {PGBOUNCER_PARAM}={value!r}; use "
+            f"{PGBOUNCER_PARAM}=true when the URL points at PgBouncer, or leave it out."
+        )
+    return value == "true"
 
 
 def _authority(raw: str) -> str:
