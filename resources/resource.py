@@ -59,9 +59,11 @@ class DistributedLockResource(dg.ConfigurableResource):
     lease_seconds: float = Field(
         default=300.0,
         description=(
-            "Length of the lease in seconds (greater than 0, at most 86400; default 300). A "
-            "background thread renews it every third of its length while the body runs; a "
-            "holder that stops renewing is taken over once it lapses."
+            "Length of the lease in seconds (at most 86400; default 300). A background thread "
+            "renews it every third of its length while the body runs; a holder that stops "
+            "renewing is taken over once it lapses. It must leave room for three renewal "
+            "attempts: at least 3 x (connect_timeout_seconds, 2 or more, + "
+            "statement_timeout_seconds + 0.5)."
         ),
     )
     connect_timeout_seconds: float = Field(
