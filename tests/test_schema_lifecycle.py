@@ -22,8 +22,12 @@ from resources.protocol import REQUIRED_FUNCTIONS
 # the way a real protocol change lands.
 NEXT_VERSION_MIGRATION = Path(__file__).with_name("sql") / "next_version_of_release.sql"
 
-# The release before this code, by tag; the commit stands in where a clone carries no tags.
-PREVIOUS_RELEASE = ("v0.1.0", "678085a85a268a9ac72d66d0f40b14ab27ca1052")
+# Earlier releases still supported side by side, by tag; the commit stands in where a clone
+# carries no tags. 0.1.0 calls the unversioned functions, 0.2.0 version 1.
+EARLIER_RELEASES = [
+    ("v0.1.0", "678085a85a268a9ac72d66d0f40b14ab27ca1052"),
+    ("v0.2.0", "68abdc74dd536f0a224a1b2ea910c5162165404c"),
+]
 
 
 def test_a_built_wheel_migrates_outside_the_checkout(default_databases, tmp_path):
@@ -96,8 +100,8 @@ def test_a_missing_function_is_refused_before_any_lock_call(default_databases, n
     assert tables.count("job_logs") == 0 and tables.count("queue_locks") == 0
 
 
-def _previous_release_source(destination: Path) -> Path:
-    tag, commit = PREVIOUS_RELEASE
+def _release_source(release: tuple[str, str], destination: Path) -> Path:
+    tag, commit = release
     for ref in (tag, commit):
         archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", ref],
                                  capture_output=True)
@@ -108,11 +112,16 @@ def _previous_release_source(destination: Path) -> Path:
     pytest.fail(f"release {tag} ({commit}) is not in this clone's history")
 
 
-def test_previous_release_runs_against_a_database_migrated_to_head(default_databases, names,
-                                                                    tmp_path):
-    """During a rollout the old code servers keep running on the migrated schema."""
+@pytest.mark.parametrize("release", EARLIER_RELEASES, ids=[tag for tag, _ in EARLIER_RELEASES])
+def test_an_earlier_release_runs_against_a_database_migrated_to_head(default_databases, names,
+                                                                      tmp_path, release):
+    """During a rollout the old code servers keep running on the migrated schema, on locks the
+    new code has used (and freed) too."""
     url = default_databases.create()
-    old_code = _previous_release_source(tmp_path / "previous")
+    used_by_new = (names[0], f"{names[1]}-shared")
+    with DistributedLock(url, app_id="current").hold(*used_by_new) as held:
+        assert held.acquired
+    old_code = _release_source(release, tmp_path / "previous")
     cycle = textwrap.dedent(f"""
         import resources
         assert resources.__file__.startswith({str(old_code)!r}), resources.__file__
@@ -124,6 +133,8 @@ def test_previous_release_runs_against_a_database_migrated_to_head(default_datab
             held.ensure_held()
         with lock.hold({names[0]!r}, {names[1]!r}, slot="tick-1") as again:
             assert again.reason == "slot_done", again
+        with lock.hold({used_by_new[0]!r}, {used_by_new[1]!r}) as shared:
+            assert shared.acquired, shared
     """)
     result = subprocess.run([sys.executable, "-c", cycle], cwd=old_code, capture_output=True,
                             text=True, timeout=120, env={"PYTHONPATH": str(old_code),
@@ -133,3 +144,7 @@ def test_previous_release_runs_against_a_database_migrated_to_head(default_datab
     # The new code sees the old code's slot as done: both speak one protocol.
     with DistributedLock(url, app_id="current").hold(*names, slot="tick-1") as held:
         assert held.reason == "slot_done"
+    with DistributedLock(url, app_id="current").hold(*used_by_new) as held:
+        assert held.acquired
+    fences = [row[2] for row in Tables(url).logs(*used_by_new)]
+    assert fences == sorted(fences) and len(set(fences)) == 3
