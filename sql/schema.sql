@@ -335,6 +335,192 @@ BEGIN
 END
 $$;
 
+-- Acquire is split into helpers that run in the caller's transaction (one round trip still):
+-- the slot's completion, the claim of the lock row, the claim of the slot, and the loser's
+-- remark. dlock_acquire_v2 only strings them together.
+
+-- Who completed this slot and when, if anyone did (NULLs if not).
+CREATE FUNCTION dlock_completed_slot_v1(
+    p_queue_name text,
+    p_job_name   text,
+    p_slot       text,
+    OUT holder   text,
+    OUT since    timestamptz
+)
+LANGUAGE sql STABLE
+AS $$
+    SELECT l.app_id, l.updated_time
+      FROM job_logs l
+     WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
+       AND l.slot = p_slot AND l.claims_slot AND l.status = 'Completed'
+$$;
+
+-- Claim the lock row for p_owner, or learn who holds it. Losers only read the row: they never
+-- lock it or wait on it. A free or lapsed row is claimed with a conditional UPDATE that draws
+-- the fence while it holds the row, after any earlier grant of it committed; a lock never used
+-- is inserted, and its fence drawn again once the row is ours (one drawn in VALUES may predate
+-- a concurrent grant this insert waited on). `ours` says p_owner already held it (a repeated
+-- call whose first reply was lost). Retry bound: a pass that decides nothing follows another
+-- transaction's committed change to this very row between our read and our write (a grant, a
+-- release, a first insert); five in one call means heavy churn, and the last holder read is
+-- reported then.
+CREATE FUNCTION dlock_claim_lock_v1(
+    p_queue_name       text,
+    p_job_name         text,
+    p_owner            text,
+    p_lease            interval,
+    OUT fence          bigint,
+    OUT log_id         bigint,
+    OUT claimed_at     timestamptz,
+    OUT remark         text,
+    OUT ours           boolean,
+    OUT holder         text,
+    OUT holder_since   timestamptz,
+    OUT holder_log_id  bigint
+)
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_lock queue_locks%ROWTYPE;
+BEGIN
+    ours := false;
+    FOR attempt IN 1..5 LOOP
+        SELECT * INTO v_lock
+          FROM queue_locks q
+         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name;
+
+        IF NOT FOUND THEN
+            claimed_at := clock_timestamp();
+            INSERT INTO queue_locks AS q
+                   (queue_name, job_name, created_time, owner, fence, log_id, expires_at)
+            VALUES (p_queue_name, p_job_name, claimed_at, p_owner, 0,
+                    nextval('job_logs_id_seq'), claimed_at + p_lease)
+            ON CONFLICT DO NOTHING
+            RETURNING q.log_id INTO log_id;
+            IF log_id IS NOT NULL THEN
+                UPDATE queue_locks q SET fence = nextval('queue_lock_fence_seq')
+                 WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+                RETURNING q.fence INTO fence;
+                remark := format('Lock acquired (fence %s)', fence);
+                RETURN;
+            END IF;
+            CONTINUE;  -- someone else made the row meanwhile: read it
+        END IF;
+
+        IF v_lock.owner = p_owner THEN
+            ours := true;
+            fence := v_lock.fence;
+            log_id := v_lock.log_id;
+            claimed_at := v_lock.created_time;
+            RETURN;
+        END IF;
+
+        holder := dlock_holder_v1(v_lock.owner);
+        holder_since := v_lock.created_time;
+        holder_log_id := v_lock.log_id;
+        IF v_lock.owner IS NOT NULL AND v_lock.expires_at >= clock_timestamp() THEN
+            RETURN;  -- held and live
+        END IF;
+
+        claimed_at := clock_timestamp();
+        UPDATE queue_locks q
+           SET created_time = claimed_at, owner = p_owner,
+               fence = nextval('queue_lock_fence_seq'), log_id = nextval('job_logs_id_seq'),
+               expires_at = claimed_at + p_lease
+         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+           AND q.fence = v_lock.fence
+           AND (q.owner IS NULL OR q.expires_at < claimed_at)
+        RETURNING q.fence, q.log_id INTO fence, log_id;
+        IF fence IS NOT NULL THEN
+            holder := NULL;
+            holder_since := NULL;
+            holder_log_id := NULL;
+            IF v_lock.owner IS NULL THEN
+                remark := format('Lock acquired (fence %s)', fence);
+            ELSE
+                -- Close the previous holder's row first, so its slot may run again.
+                UPDATE job_logs l
+                   SET status = 'Exited', updated_time = claimed_at,
+                       remark = l.remark || '; ' || format('Lease expired at %s without renewal '
+                                '(holder stopped or lost the database); taken over by %s '
+                                '(fence %s)', v_lock.expires_at, dlock_holder_v1(p_owner), fence)
+                 WHERE l.id = v_lock.log_id AND l.status = 'Processing';
+                remark := format('Lock taken over from %s, whose lease expired at %s (fence %s)',
+                                 dlock_holder_v1(v_lock.owner), v_lock.expires_at, fence);
+            END IF;
+            RETURN;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Write the holder's Processing row, which claims the slot; false if the slot is taken (done,
+-- or running under another row). Retry bound: one more pass, after closing a Processing row of
+-- this slot whose lock row was deleted by hand (we hold the lock, so that row has no live
+-- holder); a second conflict is a real claim.
+CREATE FUNCTION dlock_claim_slot_v1(
+    p_queue_name text,
+    p_job_name   text,
+    p_owner      text,
+    p_app_id     text,
+    p_run_id     text,
+    p_slot       text,
+    p_fence      bigint,
+    p_log_id     bigint,
+    p_remark     text,
+    p_at         timestamptz
+)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_log_id bigint;
+BEGIN
+    FOR attempt IN 1..2 LOOP
+        INSERT INTO job_logs AS l
+               (id, app_id, queue_name, job_name, status, remark, run_id, fence, slot,
+                created_time, updated_time)
+        VALUES (p_log_id, p_app_id, p_queue_name, p_job_name, 'Processing', p_remark,
+                p_run_id, p_fence, p_slot, p_at, p_at)
+        ON CONFLICT (queue_name, job_name, slot) WHERE claims_slot DO NOTHING
+        RETURNING l.id INTO v_log_id;
+        IF v_log_id IS NOT NULL THEN
+            RETURN true;
+        END IF;
+        UPDATE job_logs l
+           SET status = 'Exited', updated_time = clock_timestamp(),
+               remark = l.remark || '; ' || format('Its lock row was gone (deleted by '
+                        'hand?); slot released by %s (fence %s)', dlock_holder_v1(p_owner),
+                        p_fence)
+         WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
+           AND l.slot = p_slot AND l.claims_slot AND l.status = 'Processing';
+        EXIT WHEN NOT FOUND;
+    END LOOP;
+    RETURN false;
+END
+$$;
+
+-- What a loser's Exited row says, in words an operator understands.
+CREATE FUNCTION dlock_loser_remark_v1(
+    p_reason text,
+    p_slot   text,
+    p_holder text,
+    p_since  timestamptz
+)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE p_reason
+        WHEN 'slot_done' THEN format('Not run: slot %s was already completed by %s at %s',
+                                     p_slot, p_holder, p_since)
+        WHEN 'slot_running' THEN format('Not run: slot %s is being processed by %s since %s',
+                                        p_slot, p_holder, p_since)
+        ELSE format('Not run: lock held by %s since %s', p_holder, p_since)
+    END
+$$;
+
 -- Acquire: grant a free, new or lapsed lock, or report its holder; write the job log row
 -- (Processing for the winner, Exited for a loser when p_log_loss) in the same transaction.
 CREATE FUNCTION dlock_acquire_v2(
@@ -357,163 +543,80 @@ LANGUAGE plpgsql
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_lease       interval := dlock_check_lease_v1(p_lease_seconds);
-    v_now         timestamptz;
-    v_fence       bigint;
-    v_log_id      bigint;
-    v_lock        queue_locks%ROWTYPE;
-    v_slot_status text;
-    v_remark      text;
+    v_lease interval := dlock_check_lease_v1(p_lease_seconds);
+    v_claim record;
 BEGIN
     acquired := false;
 
     -- A completed slot is refused before the lock row is touched (the unique index is the
-    -- real guard below; this only spares the lock row a write).
+    -- real guard in dlock_claim_slot_v1; this only spares the lock row a write).
     IF p_slot IS NOT NULL THEN
-        SELECT l.app_id, l.updated_time INTO holder, since
-          FROM job_logs l
-         WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
-           AND l.slot = p_slot AND l.claims_slot AND l.status = 'Completed';
-        IF FOUND THEN
+        SELECT d.holder, d.since INTO holder, since
+          FROM dlock_completed_slot_v1(p_queue_name, p_job_name, p_slot) d;
+        IF holder IS NOT NULL THEN
             reason := 'slot_done';
         END IF;
     END IF;
 
-    -- Losers only read the lock row: they never lock it or wait on it. Each pass that does not
-    -- decide follows another transaction's committed change to this very row (made between our
-    -- read and our write); five in one call means heavy churn, and the last holder read is
-    -- reported.
-    FOR attempt IN 1..5 LOOP
-        EXIT WHEN reason IS NOT NULL;
-        SELECT * INTO v_lock
-          FROM queue_locks q
-         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name;
-
-        IF NOT FOUND THEN
-            -- A lock never used (or its row deleted by hand). The fence drawn in VALUES may be
-            -- stale if this insert waited on a concurrent one, so it is drawn again once the
-            -- row is ours.
-            v_now := clock_timestamp();
-            INSERT INTO queue_locks AS q
-                   (queue_name, job_name, created_time, owner, fence, log_id, expires_at)
-            VALUES (p_queue_name, p_job_name, v_now, p_owner, 0, nextval('job_logs_id_seq'),
-                    v_now + v_lease)
-            ON CONFLICT DO NOTHING
-            RETURNING q.log_id INTO v_log_id;
-            IF v_log_id IS NOT NULL THEN
-                UPDATE queue_locks q SET fence = nextval('queue_lock_fence_seq')
-                 WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
-                RETURNING q.fence INTO v_fence;
-                v_remark := format('Lock acquired (fence %s)', v_fence);
-                EXIT;
-            END IF;
-            CONTINUE;  -- someone else made the row meanwhile: read it
-        END IF;
-
-        IF v_lock.owner = p_owner THEN
+    IF reason IS NULL THEN
+        SELECT * INTO v_claim FROM dlock_claim_lock_v1(p_queue_name, p_job_name, p_owner, v_lease);
+        IF v_claim.ours THEN
             -- The same owner again: its first call's reply was lost. Return that grant.
             acquired := true;
-            fence := v_lock.fence;
-            log_id := v_lock.log_id;
+            fence := v_claim.fence;
+            log_id := v_claim.log_id;
             holder := dlock_holder_v1(p_owner);
-            since := v_lock.created_time;
+            since := v_claim.claimed_at;
             RETURN;
-        END IF;
-
-        IF v_lock.owner IS NOT NULL AND v_lock.expires_at >= clock_timestamp() THEN
-            reason := 'held';  -- held and live
-            EXIT;
-        END IF;
-
-        -- Free, or lapsed: claim it, conditional on the row being the one we read. The fence
-        -- is drawn while this UPDATE holds the row, after any earlier grant of it committed.
-        v_now := clock_timestamp();
-        UPDATE queue_locks q
-           SET created_time = v_now, owner = p_owner,
-               fence = nextval('queue_lock_fence_seq'), log_id = nextval('job_logs_id_seq'),
-               expires_at = v_now + v_lease
-         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
-           AND q.fence = v_lock.fence
-           AND (q.owner IS NULL OR q.expires_at < v_now)
-        RETURNING q.fence, q.log_id INTO v_fence, v_log_id;
-        IF v_fence IS NOT NULL THEN
-            IF v_lock.owner IS NULL THEN
-                v_remark := format('Lock acquired (fence %s)', v_fence);
-            ELSE
-                -- Close the previous holder's row first, so its slot may run again.
-                UPDATE job_logs l
-                   SET status = 'Exited', updated_time = v_now,
-                       remark = l.remark || '; ' || format('Lease expired at %s without renewal '
-                                '(holder stopped or lost the database); taken over by %s '
-                                '(fence %s)', v_lock.expires_at, dlock_holder_v1(p_owner), v_fence)
-                 WHERE l.id = v_lock.log_id AND l.status = 'Processing';
-                v_remark := format('Lock taken over from %s, whose lease expired at %s (fence %s)',
-                                   dlock_holder_v1(v_lock.owner), v_lock.expires_at, v_fence);
-            END IF;
-            EXIT;
-        END IF;
-    END LOOP;
-
-    IF v_fence IS NOT NULL THEN
-        -- Two passes: the second follows closing a Processing row whose lock row is gone.
-        FOR attempt IN 1..2 LOOP
-            INSERT INTO job_logs AS l
-                   (id, app_id, queue_name, job_name, status, remark, run_id, fence, slot,
-                    created_time, updated_time)
-            VALUES (v_log_id, p_app_id, p_queue_name, p_job_name, 'Processing', v_remark,
-                    p_run_id, v_fence, p_slot, v_now, v_now)
-            ON CONFLICT (queue_name, job_name, slot) WHERE claims_slot DO NOTHING
-            RETURNING l.id INTO log_id;
-            IF log_id IS NOT NULL THEN
+        ELSIF v_claim.fence IS NOT NULL THEN
+            IF p_slot IS NULL OR dlock_claim_slot_v1(p_queue_name, p_job_name, p_owner, p_app_id,
+                    p_run_id, p_slot, v_claim.fence, v_claim.log_id, v_claim.remark,
+                    v_claim.claimed_at) THEN
+                IF p_slot IS NULL THEN
+                    INSERT INTO job_logs
+                           (id, app_id, queue_name, job_name, status, remark, run_id, fence,
+                            slot, created_time, updated_time)
+                    VALUES (v_claim.log_id, p_app_id, p_queue_name, p_job_name, 'Processing',
+                            v_claim.remark, p_run_id, v_claim.fence, NULL, v_claim.claimed_at,
+                            v_claim.claimed_at);
+                END IF;
                 acquired := true;
-                fence := v_fence;
+                fence := v_claim.fence;
+                log_id := v_claim.log_id;
                 holder := dlock_holder_v1(p_owner);
-                since := v_now;
+                since := v_claim.claimed_at;
                 RETURN;
             END IF;
-            -- We hold the lock, so a Processing row of this slot has no live holder: its
-            -- lock row was deleted by hand. Close it, so the slot is not stuck forever.
-            UPDATE job_logs l
-               SET status = 'Exited', updated_time = clock_timestamp(),
-                   remark = l.remark || '; ' || format('Its lock row was gone (deleted by '
-                            'hand?); slot released by %s (fence %s)', dlock_holder_v1(p_owner), v_fence)
+            -- The slot finished or started between the first look and now: give the lock back.
+            UPDATE queue_locks q
+               SET owner = NULL, log_id = NULL, expires_at = clock_timestamp()
+             WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+               AND q.fence = v_claim.fence;
+            SELECT l.app_id, l.updated_time,
+                   CASE WHEN l.status = 'Completed' THEN 'slot_done' ELSE 'slot_running' END
+              INTO holder, since, reason
+              FROM job_logs l
              WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
-               AND l.slot = p_slot AND l.claims_slot AND l.status = 'Processing';
-            EXIT WHEN NOT FOUND;
-        END LOOP;
-
-        -- The slot finished between the first look and now: give the lock back.
-        UPDATE queue_locks q
-           SET owner = NULL, log_id = NULL, expires_at = clock_timestamp()
-         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name AND q.fence = v_fence;
-        SELECT l.status, l.app_id, l.updated_time INTO v_slot_status, holder, since
-          FROM job_logs l
-         WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
-           AND l.slot = p_slot AND l.claims_slot;
-        reason := CASE WHEN v_slot_status = 'Completed' THEN 'slot_done' ELSE 'slot_running' END;
-    ELSIF reason IS NULL OR reason = 'held' THEN
-        reason := 'held';
-        holder := dlock_holder_v1(v_lock.owner);
-        since := v_lock.created_time;
-        IF p_slot IS NOT NULL AND EXISTS (
-            SELECT 1 FROM job_logs l
-             WHERE l.id = v_lock.log_id AND l.slot = p_slot AND l.status = 'Processing'
-        ) THEN
-            reason := 'slot_running';
+               AND l.slot = p_slot AND l.claims_slot;
+            reason := coalesce(reason, 'slot_running');
+        ELSE
+            reason := 'held';
+            holder := v_claim.holder;
+            since := v_claim.holder_since;
+            IF p_slot IS NOT NULL AND EXISTS (
+                SELECT 1 FROM job_logs l
+                 WHERE l.id = v_claim.holder_log_id AND l.slot = p_slot
+                   AND l.status = 'Processing'
+            ) THEN
+                reason := 'slot_running';
+            END IF;
         END IF;
     END IF;
 
     IF p_log_loss THEN
         INSERT INTO job_logs AS l (app_id, queue_name, job_name, status, remark, run_id, slot)
         VALUES (p_app_id, p_queue_name, p_job_name, 'Exited',
-                CASE reason
-                    WHEN 'slot_done' THEN format('Not run: slot %s was already completed by %s at %s',
-                                                 p_slot, holder, since)
-                    WHEN 'slot_running' THEN format('Not run: slot %s is being processed by %s since %s',
-                                                    p_slot, holder, since)
-                    ELSE format('Not run: lock held by %s since %s', holder, since)
-                END,
-                p_run_id, p_slot)
+                dlock_loser_remark_v1(reason, p_slot, holder, since), p_run_id, p_slot)
         RETURNING l.id INTO log_id;
     END IF;
 END

@@ -52,7 +52,7 @@ def test_migrations_build_exactly_schema_sql(default_databases):
     expected = snapshot(from_schema)
     assert snapshot(migrated) == expected
     assert {row[0] for row in expected["columns"]} == {"queue_locks", "job_logs", "heartbeats"}
-    assert len(expected["functions"]) == 16
+    assert len(expected["functions"]) == 20
 
 
 def test_migration_names_follow_the_pattern():
