@@ -181,8 +181,9 @@ class Database:
                 ) from None
         raise AssertionError("unreachable")
 
-    def acquire(self, **params: Any) -> Row:
-        return self.call(protocol.ACQUIRE, params, what="Acquiring the lock")[0]
+    def acquire(self, **params: Any) -> protocol.AcquireResult:
+        return protocol.AcquireResult(
+            *self.call(protocol.ACQUIRE, params, what="Acquiring the lock")[0])
 
     def release(self, **params: Any) -> bool:
         """True when released (now or by an earlier send of this very call), False when lost."""

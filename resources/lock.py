@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 
 from .database import Database, check_lease_fits, check_timeouts, database_for
 from .errors import LockDatabaseError, LockLost
+from .protocol import AcquireResult
 from .renewal import Lease
 from .urls import resolve_url
 from .validation import (
@@ -55,9 +56,13 @@ class Held:
     slot: str | None
     acquired: bool
     fence: int | None = None
+    # Whoever has the lock or the slot, as app id and run id; since when that holder started;
+    # completed_at when a done slot completed; note: why not acquired, as the job log says it.
     holder: str | None = None
     reason: str | None = None
     since: datetime | None = None
+    completed_at: datetime | None = None
+    note: str | None = None
     app_id: str = ""
     _owner: str = field(default="", repr=False)
     _database: Database | None = field(default=None, repr=False)
@@ -186,13 +191,13 @@ class DistributedLock:
                               slot=stored_slot, **names)
             raise
 
-        acquired, fence, log_id, reason, holder, since = row
-        held = Held(queue_name, job_name, stored_slot, acquired=acquired, fence=fence,
-                    holder=holder, reason=reason, since=since, app_id=app_id,
+        log_id = row.log_id
+        held = Held(queue_name, job_name, stored_slot, acquired=row.acquired, fence=row.fence,
+                    holder=row.holder, reason=row.reason, since=row.since,
+                    completed_at=row.completed_at, note=row.note, app_id=app_id,
                     _owner=owner, _database=database)
         if not held.acquired:
-            log.info("Lock %s not acquired (%s): holder %s since %s", label, held.reason,
-                     held.holder, held.since)
+            log.info("Lock %s not acquired (%s): %s", label, held.reason, held.note)
             yield held
             return
 
@@ -213,18 +218,17 @@ class DistributedLock:
         remark = f"Completed in {time.monotonic() - started:.3f} s"
         self._release(database, held, lease_entry, log_id, "Completed", remark, cause=None)
 
-    def _acquire(self, database: Database, wait: float, **params: Any) -> Any:
+    def _acquire(self, database: Database, wait: float, **params: Any) -> AcquireResult:
         deadline = time.monotonic() + wait
         pause = _FIRST_WAIT_SECONDS
         while True:
             remaining = deadline - time.monotonic()
             # Only the last attempt writes the loser's Exited row: one per hold.
-            row = database.acquire(log_loss=remaining <= 0, **params)
-            acquired, _, _, reason, _, _ = row
-            if acquired or remaining <= 0:
+            row = database.acquire(record_loser=remaining <= 0, **params)
+            if row.acquired or remaining <= 0:
                 return row
-            if reason == "slot_done":  # waiting cannot help: record it now
-                return database.acquire(log_loss=True, **params)
+            if row.reason == "slot_done":  # waiting cannot help: record it now
+                return database.acquire(record_loser=True, **params)
             time.sleep(min(pause * random.uniform(0.5, 1.5), remaining))
             pause = min(pause * 2, _MAX_WAIT_SECONDS)
 

@@ -7,13 +7,32 @@ one (sql/migrations/0005 explains), so code of an earlier release keeps calling 
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import NamedTuple
+
 # Each statement runs on a psycopg connection itself: SQLAlchemy's Connection and Result
 # layers cost about 0.13 ms a statement, a quarter of a durable commit.
 ACQUIRE = (
-    "SELECT acquired, fence, log_id, reason, holder, since FROM dlock_acquire_v2("
-    "%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s, %(slot)s,"
-    " %(lease_seconds)s, %(log_loss)s)"
+    "SELECT acquired, fence, log_id, reason, holder, since, completed_at, note"
+    " FROM dlock_acquire_v2(%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s,"
+    " %(slot)s, %(lease_seconds)s, %(record_loser)s)"
 )
+
+
+class AcquireResult(NamedTuple):
+    """dlock_acquire_v2's row. holder is the app id and run id of whoever has the lock or the
+    slot, since when that holder started, completed_at when a done slot completed; note says
+    why the caller did not get it, in the words its Exited row uses."""
+
+    acquired: bool
+    fence: int | None
+    log_id: int | None
+    reason: str | None
+    holder: str | None
+    since: datetime | None
+    completed_at: datetime | None
+    note: str | None
+
 RELEASE = (
     "SELECT dlock_release_v2(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s, %(log_id)s,"
     " %(status)s, %(remark)s)"

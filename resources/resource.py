@@ -158,11 +158,6 @@ class DistributedLockResource(dg.ConfigurableResource):
 
 
 def describe_not_acquired(held: Held) -> str:
-    """One line for an operator: why the body did not run, and who has it since when."""
-    since = held.since.isoformat(timespec="seconds") if held.since else "an unknown time"
-    if held.reason == "slot_done":
-        return f"Slot {held.slot} of lock {held.label} was already completed by {held.holder}"
-    if held.reason == "slot_running":
-        return (f"Slot {held.slot} of lock {held.label} is being run by {held.holder} "
-                f"since {since}")
-    return f"Lock {held.label} is held by {held.holder} since {since}"
+    """One line for an operator: why the body did not run, and who has it since when, in the
+    words of the loser's job log row (written once, in SQL)."""
+    return f"Lock {held.label}: {held.note}"

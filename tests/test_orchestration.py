@@ -103,7 +103,7 @@ def test_same_tick_again_skips_and_says_so_in_run_tags(lock_url):
         assert instance.get_run_by_id(first.run_id).tags["dlock/outcome"] == "completed"
         skipped = instance.get_run_by_id(again.run_id).tags
     assert skipped["dlock/outcome"] == "skipped" and skipped["dlock/reason"] == "slot_done"
-    assert skipped["dlock/holder"] == "test-instance" and skipped["dlock/since"]
+    assert skipped["dlock/holder"] == f"test-instance/{first.run_id}" and skipped["dlock/since"]
     assert Tables(lock_url).statuses(HEARTBEAT_QUEUE, "heartbeat_job") == ["Completed", "Exited"]
     assert Tables(lock_url).count("heartbeats") == 1
 

@@ -40,19 +40,21 @@ $$;
 
 -- Acquire is split into helpers that run in the caller's transaction (one round trip still):
 -- the slot's completion, the claim of the lock row, the claim of the slot, and the loser's
--- remark. dlock_acquire_v2 only strings them together.
+-- note. dlock_acquire_v2 only strings them together.
 
--- Who completed this slot and when, if anyone did (NULLs if not).
+-- Who completed this slot (app id and run id), when it started and when it completed, if
+-- anyone did (NULLs if not).
 CREATE FUNCTION dlock_completed_slot_v1(
-    p_queue_name text,
-    p_job_name   text,
-    p_slot       text,
-    OUT holder   text,
-    OUT since    timestamptz
+    p_queue_name     text,
+    p_job_name       text,
+    p_slot           text,
+    OUT holder       text,
+    OUT since        timestamptz,
+    OUT completed_at timestamptz
 )
 LANGUAGE sql STABLE
 AS $$
-    SELECT l.app_id, l.updated_time
+    SELECT l.app_id || '/' || coalesce(l.run_id, '-'), l.created_time, l.updated_time
       FROM job_logs l
      WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
        AND l.slot = p_slot AND l.claims_slot AND l.status = 'Completed'
@@ -205,27 +207,31 @@ BEGIN
 END
 $$;
 
--- What a loser's Exited row says, in words an operator understands.
-CREATE FUNCTION dlock_loser_remark_v1(
-    p_reason text,
-    p_slot   text,
-    p_holder text,
-    p_since  timestamptz
+-- Why a caller did not get the lock, in words an operator understands: the one wording, used
+-- for the loser's Exited row ('Not run: ' and this) and returned to the caller as its note.
+CREATE FUNCTION dlock_not_acquired_note_v1(
+    p_reason       text,
+    p_slot         text,
+    p_holder       text,
+    p_since        timestamptz,
+    p_completed_at timestamptz
 )
 RETURNS text
 LANGUAGE sql STABLE
 AS $$
     SELECT CASE p_reason
-        WHEN 'slot_done' THEN format('Not run: slot %s was already completed by %s at %s',
-                                     p_slot, p_holder, p_since)
-        WHEN 'slot_running' THEN format('Not run: slot %s is being processed by %s since %s',
+        WHEN 'slot_done' THEN format('slot %s was already completed by %s at %s',
+                                     p_slot, p_holder, p_completed_at)
+        WHEN 'slot_running' THEN format('slot %s is being processed by %s since %s',
                                         p_slot, p_holder, p_since)
-        ELSE format('Not run: lock held by %s since %s', p_holder, p_since)
+        ELSE format('lock held by %s since %s', p_holder, p_since)
     END
 $$;
 
 -- Acquire: grant a free, new or lapsed lock, or report its holder; write the job log row
--- (Processing for the winner, Exited for a loser when p_log_loss) in the same transaction.
+-- (Processing for the winner, Exited for a loser when p_record_loser) in the same transaction.
+-- holder is always the app id and run id of whoever has the lock or the slot, since when that
+-- holder started, completed_at when a done slot completed; note says it in words.
 CREATE FUNCTION dlock_acquire_v2(
     p_queue_name    text,
     p_job_name      text,
@@ -234,13 +240,15 @@ CREATE FUNCTION dlock_acquire_v2(
     p_run_id        text,
     p_slot          text,
     p_lease_seconds double precision,
-    p_log_loss      boolean,
-    OUT acquired    boolean,
-    OUT fence       bigint,
-    OUT log_id      bigint,
-    OUT reason      text,
-    OUT holder      text,
-    OUT since       timestamptz
+    p_record_loser  boolean,
+    OUT acquired     boolean,
+    OUT fence        bigint,
+    OUT log_id       bigint,
+    OUT reason       text,
+    OUT holder       text,
+    OUT since        timestamptz,
+    OUT completed_at timestamptz,
+    OUT note         text
 )
 LANGUAGE plpgsql
 AS $$
@@ -254,7 +262,7 @@ BEGIN
     -- A completed slot is refused before the lock row is touched (the unique index is the
     -- real guard in dlock_claim_slot_v1; this only spares the lock row a write).
     IF p_slot IS NOT NULL THEN
-        SELECT d.holder, d.since INTO holder, since
+        SELECT d.holder, d.since, d.completed_at INTO holder, since, completed_at
           FROM dlock_completed_slot_v1(p_queue_name, p_job_name, p_slot) d;
         IF holder IS NOT NULL THEN
             reason := 'slot_done';
@@ -295,9 +303,10 @@ BEGIN
                SET owner = NULL, log_id = NULL, expires_at = clock_timestamp()
              WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
                AND q.fence = v_claim.fence;
-            SELECT l.app_id, l.updated_time,
+            SELECT l.app_id || '/' || coalesce(l.run_id, '-'), l.created_time,
+                   CASE WHEN l.status = 'Completed' THEN l.updated_time END,
                    CASE WHEN l.status = 'Completed' THEN 'slot_done' ELSE 'slot_running' END
-              INTO holder, since, reason
+              INTO holder, since, completed_at, reason
               FROM job_logs l
              WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
                AND l.slot = p_slot AND l.claims_slot;
@@ -316,10 +325,11 @@ BEGIN
         END IF;
     END IF;
 
-    IF p_log_loss THEN
+    note := dlock_not_acquired_note_v1(reason, p_slot, holder, since, completed_at);
+    IF p_record_loser THEN
         INSERT INTO job_logs AS l (app_id, queue_name, job_name, status, remark, run_id, slot)
-        VALUES (p_app_id, p_queue_name, p_job_name, 'Exited',
-                dlock_loser_remark_v1(reason, p_slot, holder, since), p_run_id, p_slot)
+        VALUES (p_app_id, p_queue_name, p_job_name, 'Exited', 'Not run: ' || note, p_run_id,
+                p_slot)
         RETURNING l.id INTO log_id;
     END IF;
 END
