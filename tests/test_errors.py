@@ -133,7 +133,7 @@ def test_unreachable_server_names_host_and_port_not_password(names):
 
 
 @pytest.fixture(scope="module")
-def password_cluster() -> Iterator[str]:
+def password_cluster(embedded_admin_url) -> Iterator[str]:
     """A PostgreSQL of our own that demands a password (the shared ones trust everybody)."""
     from pgserver import _commands
 

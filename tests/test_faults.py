@@ -27,7 +27,8 @@ LEASE = 10.0
 
 
 @pytest.fixture(scope="module")
-def private_server():
+def private_server(embedded_admin_url):
+    # The embedded server's first start makes the OS user a root-run cluster runs as.
     server = PrivateServer()
     migrate(server.url())
     yield server

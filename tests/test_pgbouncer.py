@@ -92,7 +92,8 @@ class Bouncer:
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(embedded_admin_url):
+    # The embedded server's first start makes the OS user a root-run cluster runs as.
     server = PrivateServer()
     try:
         migrate(server.url())
