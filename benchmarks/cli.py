@@ -30,7 +30,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true",
-                        help="items 1-4 and 6 with fewer repetitions; judges no goals")
+                        help="cycle comparison and throughput, fewer repetitions; no goals judged")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="folder for results.json and cycle-costs.svg")
     args = parser.parse_args(argv)

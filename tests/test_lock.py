@@ -1,4 +1,5 @@
-"""The lock protocol of DESIGN.md, point by point, against every PostgreSQL at hand."""
+"""The lock protocol (the behaviour listed in the README's "The protocol"), point by point, against
+every PostgreSQL at hand."""
 
 from __future__ import annotations
 
