@@ -63,11 +63,14 @@ def usable(conn: psycopg.Connection) -> bool:
         return False
     if conn.info.transaction_status != TransactionStatus.IDLE:
         return False
+    # poll(), not select(): select() cannot watch a descriptor numbered 1024 or more, which a
+    # long-lived process with many files and threads reaches.
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    except (OSError, ValueError):
+        poller.register(conn.fileno(), select.POLLIN)
+        return not poller.poll(0)
+    except (OSError, ValueError, psycopg.Error):
         return False
-    return not readable
 
 
 def close_quietly(conn: psycopg.Connection) -> None:

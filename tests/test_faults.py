@@ -296,3 +296,25 @@ def test_a_forked_child_neither_uses_nor_releases_the_parents_hold(lock_database
         if os.getpid() != parent:
             os._exit(child_code)
     assert tables.statuses(*names) == ["Completed"]
+
+
+def test_a_connection_numbered_past_1024_is_still_seen_as_healthy(database_url):
+    """A long-lived process with many files open: the health check must not mistake a high
+    descriptor number for a dead session (and reconnect on every call)."""
+    import resource
+
+    from resources.connections import usable
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files ({hard}) is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            assert conn.fileno() >= 1024
+            assert usable(conn)
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
