@@ -79,7 +79,8 @@ class Database:
         self._schema_checked = False
         self._check_lock = threading.Lock()
         # Renewal has a connection of its own: it never waits for one behind the holders.
-        self.renewer = RenewalWorker(self._renew_leases, ThreadConnections(factory))
+        self._renewal = ThreadConnections(factory)
+        self.renewer = RenewalWorker(self._renew_leases)
 
     def describe(self) -> str:
         return f"PostgreSQL at {server_address(self.url)} (database {self.url.database})"
@@ -116,12 +117,13 @@ class Database:
     def connect(self) -> Iterator[psycopg.Connection]:
         """An autocommit connection of the caller's own, apart from the protocol's; given back
         rolled back and healthy, or dropped."""
-        self._checked(self._protocol)
         try:
             conn = self._lent.take()
         except psycopg.Error as error:
             raise self._connection_error(error) from None
         try:
+            if not self._schema_checked:
+                self._check_schema(conn)
             yield conn
         finally:
             self._lent.give_back(conn)
@@ -196,7 +198,7 @@ class Database:
     def still_held(self, **params: Any) -> bool:
         return bool(self.call(protocol.STILL_HELD, params, what="Checking the lock")[0][0])
 
-    def _renew_leases(self, leases: list[Lease], connections: ThreadConnections) -> list[str]:
+    def _renew_leases(self, leases: list[Lease]) -> list[str]:
         """One round trip for every due lease: 'renewed', 'busy' (its row is held by another
         transaction; try again soon) or 'lost', in the order given."""
         params = {
@@ -207,7 +209,7 @@ class Database:
             "lease_seconds": [lease.lease_seconds for lease in leases],
         }
         rows = self.call(protocol.RENEW_ALL, params, what="Renewing leases",
-                         connections=connections)
+                         connections=self._renewal)
         outcomes = dict(rows)
         return [outcomes[index] for index in range(1, len(leases) + 1)]
 

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class Lease:
     next_due: float = field(default=0.0)
 
     def __post_init__(self) -> None:
-        self.next_due = time.monotonic() + self.lease_seconds * RENEW_FRACTION
+        self.due_again(RENEW_FRACTION)
 
     @property
     def label(self) -> str:
@@ -47,17 +46,16 @@ class Lease:
         self.next_due = time.monotonic() + self.lease_seconds * fraction
 
 
-# Renews a batch of leases on the given connections: one outcome per lease, in order.
-RenewBatch = Callable[[list[Lease], Any], list[str]]
+# Renews a batch of leases: one outcome per lease, in order.
+RenewBatch = Callable[[list[Lease]], list[str]]
 
 
 class RenewalWorker:
     """Renews tracked leases on a daemon thread; a lease found taken over is dropped, and its
     holder learns it from `ensure_held()` or when it releases (LockLost)."""
 
-    def __init__(self, renew: RenewBatch, connections: Any) -> None:
+    def __init__(self, renew: RenewBatch) -> None:
         self._renew = renew
-        self._connections = connections
         self._leases: set[Lease] = set()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -99,7 +97,7 @@ class RenewalWorker:
 
     def _renew_due(self, leases: list[Lease]) -> None:
         try:
-            outcomes = self._renew(leases, self._connections)
+            outcomes = self._renew(leases)
         except Exception as error:  # the database may come back before the leases lapse
             log.warning("Renewing %d lease(s) failed, retrying: %s", len(leases), error)
             for lease in leases:
