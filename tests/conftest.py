@@ -22,6 +22,9 @@ EXTERNAL_URL_ENV = "LOCK_TEST_DATABASE_URL"
 BIN = Path(sys.executable).parent
 DLOCK = str(BIN / "dlock")
 SERVERS = ["embedded"] + (["external"] if os.environ.get(EXTERNAL_URL_ENV) else [])
+# Timeouts short enough for test leases of about ten seconds: a lease must leave room for three
+# renewal attempts of connect (at least 2 s) + statement + 0.5 s each.
+FAST_TIMEOUTS = {"connect_timeout_seconds": 2, "statement_timeout_seconds": 0.5}
 
 
 def free_port() -> int:

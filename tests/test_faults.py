@@ -17,12 +17,12 @@ import psycopg
 import pytest
 from faults import PrivateServer, Proxy
 
-from conftest import Tables
+from conftest import FAST_TIMEOUTS, Tables
 from resources import DistributedLock, LockConfigError, LockError, LockLost
 from resources.migrate import migrate
 from resources.urls import libpq_url
 
-FAST = {"connect_timeout_seconds": 2, "statement_timeout_seconds": 0.5}
+FAST = FAST_TIMEOUTS
 LEASE = 10.0
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from conftest import FAST_TIMEOUTS
 from resources import DistributedLock, LockLost
 
 
@@ -32,7 +33,7 @@ def worker_args(url: str, queue: str, job: str, *extra: str) -> tuple[str, ...]:
 
 # The shortest lease renewal can keep alive is three times connect (at least 2 s) plus statement
 # timeout plus a 0.5 s client margin: tests that wait for a lease to lapse lower both.
-FAST = {"connect_timeout_seconds": 2, "statement_timeout_seconds": 0.5}
+FAST = FAST_TIMEOUTS
 SHORT_LEASE = 9.0
 FAST_WORKER = ("--lease", str(SHORT_LEASE), "--connect-timeout", "2", "--statement-timeout", "0.5")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from faults import PrivateServer
 
-from conftest import Tables, free_port
+from conftest import FAST_TIMEOUTS, Tables, free_port
 from resources import DistributedLock, LockConfigError, LockLost
 from resources.migrate import migrate
 
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 # As in tests/test_lock.py: the shortest lease renewal can keep alive with these timeouts.
-FAST = {"connect_timeout_seconds": 2, "statement_timeout_seconds": 0.5}
+FAST = FAST_TIMEOUTS
 SHORT_LEASE = 9.0
 TICK = datetime(2026, 11, 28, 4, 0, tzinfo=timezone.utc)
 

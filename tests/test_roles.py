@@ -12,12 +12,12 @@ import psycopg
 import pytest
 from sqlalchemy import make_url
 
-from conftest import Tables
+from conftest import FAST_TIMEOUTS, Tables
 from resources import DistributedLock
 from resources.urls import libpq_url
 
 ROLES_SQL = Path(__file__).resolve().parent.parent / "sql" / "roles.sql"
-FAST = {"connect_timeout_seconds": 2, "statement_timeout_seconds": 0.5, "lease_seconds": 9}
+FAST = {**FAST_TIMEOUTS, "lease_seconds": 9}
 
 
 @pytest.fixture
