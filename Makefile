@@ -18,13 +18,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m orchestration.launcher run
+	$(BIN)/python -m tools.launcher run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 dev: $(STAMP)
-	$(BIN)/python -m orchestration.launcher dev
+	$(BIN)/python -m tools.launcher dev
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

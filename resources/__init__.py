@@ -16,7 +16,7 @@ from .lock import DistributedLock, Held
 def __getattr__(name: str) -> object:
     # Dagster takes a second or two to import; plain lock users (workers, the CLI) skip it.
     if name == "DistributedLockResource":
-        from .resource import DistributedLockResource
+        from .dagster_integration.resource import DistributedLockResource
 
         return DistributedLockResource
     raise AttributeError(f"module 'resources' has no attribute {name!r}")

@@ -19,8 +19,6 @@ from sqlalchemy.engine import URL
 
 from . import protocol
 from .connections import (
-    CLIENT_MARGIN_SECONDS,
-    MIN_CONNECT_SECONDS,
     ConnectionFactory,
     LentConnections,
     ThreadConnections,
@@ -30,9 +28,9 @@ from .errors import (
     LockConnectionError,
     LockDatabaseError,
     LockError,
-    LockSchemaError,
 )
-from .renewal import Lease, RenewalWorker
+from .renewal import Lease
+from .schema_check import check_schema
 from .urls import (
     DATABASE_URL_ENV,
     PGBOUNCER_PARAM,
@@ -42,14 +40,9 @@ from .urls import (
     safe_url,
     server_address,
 )
-from .validation import MAX_LEASE_SECONDS, check_seconds
 
 Row = Any  # a psycopg row tuple
 
-# A lease must leave room for this many renewal attempts, each bounded by connect plus statement
-# timeout plus the client margin: the first is due at a third of the lease, and one attempt may
-# fail (a restart, a broken connection) with time left for another before the lease lapses.
-RENEWAL_ATTEMPTS_PER_LEASE = 3
 
 
 class Database:
@@ -80,7 +73,6 @@ class Database:
         self._check_lock = threading.Lock()
         # Renewal has a connection of its own: it never waits for one behind the holders.
         self._renewal = ThreadConnections(factory)
-        self.renewer = RenewalWorker(self._renew_leases)
 
     def describe(self) -> str:
         return f"PostgreSQL at {server_address(self.url)} (database {self.url.database})"
@@ -129,32 +121,10 @@ class Database:
             self._lent.give_back(conn)
 
     def _check_schema(self, conn: psycopg.Connection) -> None:
-        """Refuse to start unless every table and exact function this code calls exists.
-
-        A newer schema is fine as long as it still has them: migrations add a function's next
-        version beside the old one, so several releases can share one database during a rollout.
-        """
         with self._check_lock:
-            if self._schema_checked:
-                return
-            missing = [row[0] for row in conn.execute(protocol.MISSING_OBJECTS, {
-                "tables": list(protocol.REQUIRED_TABLES),
-                "functions": list(protocol.REQUIRED_FUNCTIONS),
-            })]
-            if missing:
-                migrate = f"dlock migrate --database-url '{safe_url(self.url)}'"
-                tables = [name for name in missing if name in protocol.REQUIRED_TABLES]
-                if tables:
-                    raise LockSchemaError(
-                        f"The lock tables {' and '.join(tables)} are missing in "
-                        f"{self.describe()}. Create them with: {migrate}"
-                    )
-                raise LockSchemaError(
-                    f"The lock schema in {self.describe()} lacks the function(s) this code "
-                    f"calls: {', '.join(missing)}. Apply the migrations of this release with: "
-                    f"{migrate}"
-                )
-            self._schema_checked = True
+            if not self._schema_checked:
+                check_schema(conn, self.describe())
+                self._schema_checked = True
 
     def call(self, statement: str, params: dict[str, Any], *, what: str,
              connections: ThreadConnections | None = None) -> list[Row]:
@@ -198,7 +168,7 @@ class Database:
     def still_held(self, **params: Any) -> bool:
         return bool(self.call(protocol.STILL_HELD, params, what="Checking the lock")[0][0])
 
-    def _renew_leases(self, leases: list[Lease]) -> list[str]:
+    def renew_leases(self, leases: list[Lease]) -> list[str]:
         """One round trip for every due lease: 'renewed', 'busy' (its row is held by another
         transaction; try again soon) or 'lost', in the order given."""
         params = {
@@ -242,38 +212,3 @@ def _forget_parent_databases() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_parent_databases)
-
-
-def check_timeouts(connect_timeout_seconds: object, statement_timeout_seconds: object) -> tuple[
-    float, float
-]:
-    return (
-        check_seconds("connect_timeout_seconds", connect_timeout_seconds, maximum=3600),
-        # PostgreSQL takes whole milliseconds and reads 0 as "no timeout": refuse what rounds
-        # to 0 rather than silently run without one.
-        check_seconds("statement_timeout_seconds", statement_timeout_seconds,
-                      maximum=MAX_LEASE_SECONDS, minimum=0.001),
-    )
-
-
-def call_bound_seconds(timeouts: tuple[float, float]) -> float:
-    """The longest one attempt of a lock call may take: connect, statement, client margin."""
-    connect, statement = timeouts
-    return max(MIN_CONNECT_SECONDS, connect) + statement + CLIENT_MARGIN_SECONDS
-
-
-def check_lease_fits(lease_seconds: float, timeouts: tuple[float, float]) -> float:
-    """Refuse a lease too short for renewal to keep it alive within these timeouts."""
-    bound = call_bound_seconds(timeouts)
-    shortest = RENEWAL_ATTEMPTS_PER_LEASE * bound
-    if lease_seconds < shortest:
-        connect, statement = timeouts
-        raise LockConfigError(
-            f"Incorrect config: lease_seconds={lease_seconds:g} is too short for renewal: one "
-            f"renewal may take up to {bound:g} s (connect_timeout_seconds={connect:g}, at least "
-            f"{MIN_CONNECT_SECONDS:g}, plus statement_timeout_seconds={statement:g} plus a "
-            f"{CLIENT_MARGIN_SECONDS:g} s client margin), and a lease must leave room for "
-            f"{RENEWAL_ATTEMPTS_PER_LEASE} of them. Use a lease of at least {shortest:g} s or "
-            "lower the timeouts."
-        )
-    return lease_seconds

@@ -17,10 +17,11 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL
 
-from .database import Database, check_lease_fits, check_timeouts, database_for
+from .database import Database, database_for
 from .errors import LockDatabaseError, LockLost
 from .protocol import AcquireResult
-from .renewal import Lease
+from .renewal import Lease, RenewalWorker, worker_for
+from .timeouts import check_lease_fits, check_timeouts
 from .urls import resolve_url
 from .validation import (
     MAX_LEASE_SECONDS,
@@ -98,6 +99,12 @@ class Held:
                 "longer valid. Stop writing: the successor owns the work now.",
                 queue_name=self.queue_name, job_name=self.job_name,
             )
+
+
+def _renewer(database: Database) -> RenewalWorker:
+    """The lock renews its leases itself, a batch per round trip, through the database's
+    connection kept for renewal."""
+    return worker_for(database, database.renew_leases)
 
 
 def _ending(error: BaseException, elapsed: float) -> tuple[str, str]:
@@ -203,7 +210,8 @@ class DistributedLock:
 
         log.debug("Lock %s acquired (fence %s)", label, held.fence)
         lease_entry = Lease(queue_name, job_name, owner, held.fence, lease)
-        database.renewer.track(lease_entry)
+        renewer = _renewer(database)
+        renewer.track(lease_entry)
         started = time.monotonic()
         try:
             yield held
@@ -211,12 +219,14 @@ class DistributedLock:
             if not held.in_holding_process:
                 raise  # a forked child leaving the block (sys.exit): the parent still holds it
             status, remark = _ending(error, time.monotonic() - started)
-            self._release(database, held, lease_entry, log_id, status, remark, cause=error)
+            self._release(database, renewer, held, lease_entry, log_id, status, remark,
+                          cause=error)
             raise
         if not held.in_holding_process:
             return
         remark = f"Completed in {time.monotonic() - started:.3f} s"
-        self._release(database, held, lease_entry, log_id, "Completed", remark, cause=None)
+        self._release(database, renewer, held, lease_entry, log_id, "Completed", remark,
+                      cause=None)
 
     def _acquire(self, database: Database, wait: float, **params: Any) -> AcquireResult:
         deadline = time.monotonic() + wait
@@ -245,9 +255,9 @@ class DistributedLock:
                         params["queue_name"], params["job_name"], cleanup_error)
 
     @staticmethod
-    def _release(database: Database, held: Held, lease: Lease, log_id: int, status: str,
-                 remark: str, *, cause: BaseException | None) -> None:
-        database.renewer.untrack(lease)
+    def _release(database: Database, renewer: RenewalWorker, held: Held, lease: Lease,
+                 log_id: int, status: str, remark: str, *, cause: BaseException | None) -> None:
+        renewer.untrack(lease)
         released = database.release(queue_name=held.queue_name, job_name=held.job_name,
                                      owner=lease.owner, fence=held.fence, log_id=log_id,
                                      status=status, remark=remark)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Tables, dagster, finish, free_port
 from orchestration.queues import HEARTBEAT_ASSET_QUEUE, HEARTBEAT_QUEUE
+from support.databases import Tables, free_port
+from support.processes import BIN, dagster, finish
 
 LOCATIONS = ("instance_one", "instance_two")
 

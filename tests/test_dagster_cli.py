@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from conftest import Tables, dagster, finish
 from orchestration.queues import HEARTBEAT_ASSET_QUEUE, HEARTBEAT_QUEUE
+from support.databases import Tables
+from support.processes import dagster, finish
 
 TICK_TAG = ".dagster/scheduled_execution_time"
 

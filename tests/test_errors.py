@@ -6,6 +6,7 @@ import math
 import os
 import pickle
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +18,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import DLOCK, Tables, free_port
 from resources import (
     DistributedLock,
     LockConfigError,
@@ -28,6 +28,8 @@ from resources import (
     LockSchemaError,
 )
 from resources.urls import libpq_url
+from support.databases import Tables, free_port
+from support.processes import DLOCK
 
 SECRET = "s3cr3t-Pa55"
 
@@ -177,7 +179,12 @@ def test_missing_tables_say_to_run_dlock_migrate(default_databases, names):
     with pytest.raises(LockSchemaError, match="queue_locks and job_logs are missing") as error:
         with DistributedLock(empty).hold(*names):
             pass
-    assert "dlock migrate --database-url" in str(error.value)
+    # The suggested command works as written, with the variable the lock itself reads.
+    command = re.search(r"`(dlock migrate)`", str(error.value)).group(1).split()
+    env = {**os.environ, "LOCK_DATABASE_URL": empty}
+    subprocess.run([DLOCK, *command[1:]], env=env, check=True, capture_output=True)
+    with DistributedLock(empty).hold(*names) as held:
+        assert held.acquired
 
 
 @pytest.mark.parametrize("error_type", [LockError, LockConfigError, LockLost, LockSchemaError])

@@ -1,7 +1,7 @@
 """The lock in a long-lived process under faults: restarts, lost replies, frozen servers, many
 threads, blocked renewals, callers' transactions, terminated sessions and fork().
 
-Tests that stop, restart, freeze or proxy a server use a cluster of their own (tests/faults.py).
+Tests that stop, restart, freeze or proxy a server use a cluster of their own (tests/support/faults.py).
 Every lock here renews within its bounds: connect 2 s + statement 0.5 s, lease 10 s.
 """
 
@@ -15,12 +15,12 @@ import time
 
 import psycopg
 import pytest
-from faults import PrivateServer, Proxy
 
-from conftest import FAST_TIMEOUTS, Tables
 from resources import DistributedLock, LockConfigError, LockError, LockLost
 from resources.migrate import migrate
 from resources.urls import libpq_url
+from support.databases import FAST_TIMEOUTS, Tables
+from support.faults import PrivateServer, Proxy
 
 FAST = FAST_TIMEOUTS
 LEASE = 10.0

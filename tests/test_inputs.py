@@ -11,8 +11,9 @@ import subprocess
 import pytest
 from sqlalchemy import make_url
 
-from conftest import DLOCK, Tables, free_port
 from resources import DistributedLock, LockConfigError, LockSchemaError
+from support.databases import Tables, free_port
+from support.processes import DLOCK
 
 SECRET = "s3cr3t-Pa55"
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import PROJECT_ROOT
+from support.processes import PROJECT_ROOT
 
 
 @pytest.mark.parametrize(("given", "missing"), [
@@ -19,7 +19,7 @@ def test_only_one_database_url_is_refused_before_anything_starts(given, missing)
     env = {key: value for key, value in os.environ.items()
            if key not in ("LOCK_DATABASE_URL", "DAGSTER_PG_URL")}
     env[given] = "postgresql://postgres@127.0.0.1:1/nowhere"
-    result = subprocess.run([sys.executable, "-m", "orchestration.launcher", "run"], env=env,
+    result = subprocess.run([sys.executable, "-m", "tools.launcher", "run"], env=env,
                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert f"{given} is set but {missing} is not" in result.stderr

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import FAST_TIMEOUTS
 from resources import DistributedLock, LockLost
+from support.databases import FAST_TIMEOUTS
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ from datetime import datetime, timezone
 import dagster as dg
 import pytest
 
-from conftest import PROJECT_ROOT, Tables
 from orchestration.assets import heartbeat
 from orchestration.queues import HEARTBEAT_ASSET_QUEUE, HEARTBEAT_QUEUE
 from resources import DistributedLock, DistributedLockResource, LockHeld, LockTimeout
+from support.databases import Tables
+from support.processes import PROJECT_ROOT
 
 TICK_TAG = ".dagster/scheduled_execution_time"
 MODULES = ["orchestration.definitions", "orchestration.instance_one", "orchestration.instance_two"]

@@ -20,11 +20,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from faults import PrivateServer
 
-from conftest import FAST_TIMEOUTS, Tables, free_port
 from resources import DistributedLock, LockConfigError, LockLost
 from resources.migrate import migrate
+from support.databases import FAST_TIMEOUTS, Tables, free_port
+from support.faults import PrivateServer
 
 PGBOUNCER = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
 pytestmark = pytest.mark.skipif(

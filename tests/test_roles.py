@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from sqlalchemy import make_url
 
-from conftest import FAST_TIMEOUTS, Tables
 from resources import DistributedLock
 from resources.urls import libpq_url
+from support.databases import FAST_TIMEOUTS, Tables
 
 ROLES_SQL = Path(__file__).resolve().parent.parent / "sql" / "roles.sql"
 FAST = {**FAST_TIMEOUTS, "lease_seconds": 9}

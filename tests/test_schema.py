@@ -9,8 +9,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import DLOCK, Tables
 from resources.urls import libpq_url
+from support.databases import Tables
+from support.processes import DLOCK
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 

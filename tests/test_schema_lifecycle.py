@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT, Tables
 from resources import DistributedLock, LockSchemaError
 from resources.protocol import REQUIRED_FUNCTIONS
+from support.databases import Tables
+from support.processes import PROJECT_ROOT
 
 # A migration used by tests only: the next version of one function, added beside the current one
 # the way a real protocol change lands.
@@ -96,7 +97,7 @@ def test_a_missing_function_is_refused_before_any_lock_call(default_databases, n
         with DistributedLock(url).hold(*names):
             pytest.fail("the body must not run")
     message = str(error.value)
-    assert function in message and "dlock migrate --database-url" in message
+    assert function in message and "`dlock migrate`" in message
     assert tables.count("job_logs") == 0 and tables.count("queue_locks") == 0
 
 

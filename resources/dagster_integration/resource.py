@@ -10,10 +10,10 @@ import dagster as dg
 import psycopg
 from pydantic import Field, PrivateAttr
 
-from .context_target import lock_target
-from .errors import LockConfigError, LockHeld, LockTimeout
-from .lock import DistributedLock, Held
-from .validation import MAX_LEASE_SECONDS, Slot, check_seconds
+from ..errors import LockConfigError, LockHeld, LockTimeout
+from ..lock import DistributedLock, Held
+from ..validation import MAX_LEASE_SECONDS, Slot, check_seconds
+from .run_target import lock_target
 
 ON_HELD_CHOICES = ("skip", "fail")
 

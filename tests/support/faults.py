@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import free_port, lock_url
+from support.databases import free_port, lock_url
 
 
 class PrivateServer:

@@ -24,17 +24,16 @@ from typing import Any
 from sqlalchemy import make_url
 from sqlalchemy.engine import URL
 
+from orchestration.queues import HEARTBEAT_QUEUE
+from resources.dagster_integration.run_target import SCHEDULED_TIME_TAG
 from resources.migrate import migrate
 from resources.urls import libpq_url, safe_url
 from resources.validation import canonical_slot
-
-from .queues import HEARTBEAT_QUEUE
 
 PROJECT = Path(__file__).resolve().parent.parent
 EMBEDDED_DATA = PROJECT / ".embedded-pg"
 DAGSTER_HOME = PROJECT / ".dagster-home"
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
-SCHEDULED_TIME_TAG = ".dagster/scheduled_execution_time"
 INSTANCES = ("instance_one", "instance_two")
 # How long dagster may take to stop its webserver, daemon and code servers before it is killed.
 STOP_TIMEOUT_SECONDS = 60

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .validation import Slot
+from ..validation import Slot
 
 SCHEDULED_TIME_TAG = ".dagster/scheduled_execution_time"
 RUN_KEY_TAG = "dagster/run_key"

@@ -1,0 +1,1 @@
+"""What the tests share besides fixtures: throwaway databases, child processes, fault servers."""
