@@ -23,16 +23,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine() -> str:
     memory = psutil.virtual_memory().total / 2**30
-    return (f"{psutil.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}")
+    return (
+        f"{psutil.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="cycle comparison and throughput, fewer repetitions; no goals judged")
-    parser.add_argument("--out", type=Path, default=RESULTS,
-                        help="folder for results.json and cycle-costs.svg")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="cycle comparison and throughput, fewer repetitions; no goals judged",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for results.json and cycle-costs.svg"
+    )
     args = parser.parse_args(argv)
     repetitions = 400 if args.quick else 4000
     started = time.monotonic()
@@ -40,12 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     with admin_url() as (server_url, where):
         results["server"] = where
         with throwaway_database(server_url) as url:
-            cycles = interleaved({name: make(url) for name, make in APPROACHES.items()},
-                                 repetitions)
+            cycles = interleaved(
+                {name: make(url) for name, make in APPROACHES.items()}, repetitions
+            )
             results["cycles"] = {name: asdict(timing) for name, timing in cycles.items()}
             workers = (1, 8) if args.quick else (1, 8, 32)
-            results["throughput"] = [throughput(url, n, 1.0 if args.quick else 3.0)
-                                     for n in workers]
+            results["throughput"] = [
+                throughput(url, n, 1.0 if args.quick else 3.0) for n in workers
+            ]
             if not args.quick:
                 results["contention"] = [contention(url, n, 200) for n in (16, 64)]
                 results["renewal"] = renewal_traffic(url)
@@ -61,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     (args.out / "cycle-costs.svg").write_text(svg_chart(results["cycles"]))
-    print(f"Wrote {args.out / 'results.json'} and {args.out / 'cycle-costs.svg'} "
-          f"({results['seconds']:.0f} s)")
+    print(
+        f"Wrote {args.out / 'results.json'} and {args.out / 'cycle-costs.svg'} "
+        f"({results['seconds']:.0f} s)"
+    )
     return 0

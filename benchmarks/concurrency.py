@@ -92,9 +92,12 @@ def contention(url: str, processes: int, attempts: int) -> dict[str, Any]:
     selects, select_errors = _fan_out(_select_one, [(url, attempts, start_at)] * processes)
     loser, select = Timing.of(losers), Timing.of(selects)
     return {
-        "processes": processes, "attempts": len(losers),
-        "loser_p50_ms": loser.median_ms, "loser_p99_ms": loser.p99_ms,
-        "select1_p99_ms": select.p99_ms, "errors": errors + select_errors,
+        "processes": processes,
+        "attempts": len(losers),
+        "loser_p50_ms": loser.median_ms,
+        "loser_p99_ms": loser.p99_ms,
+        "select1_p99_ms": select.p99_ms,
+        "errors": errors + select_errors,
         "p99_ratio": loser.p99_ms / select.p99_ms,
     }
 

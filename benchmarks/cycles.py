@@ -61,16 +61,18 @@ def reference(url: str) -> Callable[[], None]:
 
     def acquire() -> bool:
         try:
-            conn.execute("INSERT INTO ref_queue_locks VALUES (%s, %s, clock_timestamp())",
-                         lock_key)
+            conn.execute("INSERT INTO ref_queue_locks VALUES (%s, %s, clock_timestamp())", lock_key)
             return True
         except psycopg.errors.UniqueViolation:
-            row = conn.execute("SELECT created_time < clock_timestamp() - interval '5 minutes'"
-                               " FROM ref_queue_locks WHERE queue_name = %s AND job_name = %s",
-                               lock_key).fetchone()
+            row = conn.execute(
+                "SELECT created_time < clock_timestamp() - interval '5 minutes'"
+                " FROM ref_queue_locks WHERE queue_name = %s AND job_name = %s",
+                lock_key,
+            ).fetchone()
             if row and row[0]:
-                conn.execute("DELETE FROM ref_queue_locks WHERE queue_name = %s"
-                             " AND job_name = %s", lock_key)
+                conn.execute(
+                    "DELETE FROM ref_queue_locks WHERE queue_name = %s AND job_name = %s", lock_key
+                )
             return False
 
     def cycle() -> None:
@@ -79,11 +81,17 @@ def reference(url: str) -> Callable[[], None]:
         log_id = conn.execute(
             "INSERT INTO ref_job_logs (app_id, job_name, status, remark, created_time,"
             " updated_time) VALUES ('bench', %s, 'Processing', 'started', clock_timestamp(),"
-            " clock_timestamp()) RETURNING id", lock_key[1:]).fetchone()[0]
-        conn.execute("UPDATE ref_job_logs SET status = 'Completed', remark = 'done',"
-                     " updated_time = clock_timestamp() WHERE id = %s", (log_id,))
-        conn.execute("DELETE FROM ref_queue_locks WHERE queue_name = %s AND job_name = %s",
-                     lock_key)
+            " clock_timestamp()) RETURNING id",
+            lock_key[1:],
+        ).fetchone()[0]
+        conn.execute(
+            "UPDATE ref_job_logs SET status = 'Completed', remark = 'done',"
+            " updated_time = clock_timestamp() WHERE id = %s",
+            (log_id,),
+        )
+        conn.execute(
+            "DELETE FROM ref_queue_locks WHERE queue_name = %s AND job_name = %s", lock_key
+        )
 
     return cycle
 

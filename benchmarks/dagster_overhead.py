@@ -36,8 +36,9 @@ def _run(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     # Output goes to a file: a pipe nobody reads while polling would fill up and stall the run.
     with tempfile.TemporaryFile("w+") as output:
         started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                   text=True)
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True
+        )
         peak = _peak_tree_rss(process)
         wall = time.perf_counter() - started
         output.seek(0)
@@ -74,15 +75,18 @@ def measure(url: str, in_process_runs: int, cli_runs: int) -> dict[str, Any]:
     for variant, job in JOBS.items():
         # Peak memory needs a process of its own per variant.
         _, peak, _ = _run(_in_process_script([job], 5), env)
-        results[f"in_process_{variant}"] = {"median_ms": statistics.median(times[job]) * 1000,
-                                            "peak_mib": peak / 2**20}
+        results[f"in_process_{variant}"] = {
+            "median_ms": statistics.median(times[job]) * 1000,
+            "peak_mib": peak / 2**20,
+        }
     cli: dict[str, dict[str, list[float]]] = {v: {"wall": [], "peak": []} for v in JOBS}
     for job in JOBS.values():  # warm-up: byte-compile, first storage writes
         _run([DAGSTER, "job", "execute", "-m", "benchmarks.dagster_twin", "-j", job], env)
     for _ in range(cli_runs):
         for variant, job in JOBS.items():
             wall, peak, _ = _run(
-                [DAGSTER, "job", "execute", "-m", "benchmarks.dagster_twin", "-j", job], env)
+                [DAGSTER, "job", "execute", "-m", "benchmarks.dagster_twin", "-j", job], env
+            )
             cli[variant]["wall"].append(wall)
             cli[variant]["peak"].append(peak)
     for variant in JOBS:

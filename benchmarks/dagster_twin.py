@@ -17,16 +17,23 @@ _UNFENCED_BEAT = """
 """
 
 
-@dg.op(out=dg.Out(dict, is_required=False),
-       description="The heartbeat's body without the lock, for the overhead benchmark.")
+@dg.op(
+    out=dg.Out(dict, is_required=False),
+    description="The heartbeat's body without the lock, for the overhead benchmark.",
+)
 def record_unguarded_heartbeat(
     context: dg.OpExecutionContext, config: HeartbeatConfig, lock: DistributedLockResource
 ) -> Iterator[dg.Output]:
     time.sleep(config.work_seconds)
     with lock.connection() as conn:
         beat_id, beat_time = conn.execute(_UNFENCED_BEAT, (context.run.run_id,)).fetchone()
-    done = {"instance": "unguarded", "fence": 0, "slot": "manual run", "beat_id": beat_id,
-            "beat_time": beat_time.isoformat()}
+    done = {
+        "instance": "unguarded",
+        "fence": 0,
+        "slot": "manual run",
+        "beat_id": beat_id,
+        "beat_time": beat_time.isoformat(),
+    }
     report_beat(context, done)
     yield dg.Output(done, metadata=done)
 
@@ -38,6 +45,7 @@ def unguarded_heartbeat_job() -> None:
 
 defs = dg.Definitions(
     jobs=[heartbeat_job, unguarded_heartbeat_job],
-    resources={"lock": DistributedLockResource(database_url=dg.EnvVar("LOCK_DATABASE_URL"),
-                                               app_id="bench")},
+    resources={
+        "lock": DistributedLockResource(database_url=dg.EnvVar("LOCK_DATABASE_URL"), app_id="bench")
+    },
 )

@@ -28,8 +28,9 @@ def admin_url() -> Iterator[tuple[str, str]]:
         return
     import pgserver
 
-    server = pgserver.get_server(Path(tempfile.mkdtemp(prefix="dlock-bench-")),
-                                 cleanup_mode="delete")
+    server = pgserver.get_server(
+        Path(tempfile.mkdtemp(prefix="dlock-bench-")), cleanup_mode="delete"
+    )
     try:
         yield server.get_uri(), "embedded PostgreSQL (pgserver, Unix socket)"
     finally:

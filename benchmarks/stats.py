@@ -30,8 +30,9 @@ def time_each(cycle: Callable[[], object], repetitions: int) -> list[float]:
     return samples
 
 
-def interleaved(cycles: dict[str, Callable[[], object]], repetitions: int,
-                rounds: int = 10, warmup: int = 50) -> dict[str, Timing]:
+def interleaved(
+    cycles: dict[str, Callable[[], object]], repetitions: int, rounds: int = 10, warmup: int = 50
+) -> dict[str, Timing]:
     """Time each approach in alternating blocks, so drift on a shared machine hits all alike."""
     for cycle in cycles.values():
         time_each(cycle, warmup)

@@ -35,23 +35,38 @@ class HeartbeatConfig(dg.Config):
     )
 
 
-def beat(lock: DistributedLockResource, held: Held, config: HeartbeatConfig,
-         run_id: str) -> dict[str, Any]:
+def beat(
+    lock: DistributedLockResource, held: Held, config: HeartbeatConfig, run_id: str
+) -> dict[str, Any]:
     """The guarded work: take `work_seconds`, then record the beat under the fence."""
     time.sleep(config.work_seconds)
     if config.fail:
         raise RuntimeError("Heartbeat failed on purpose (config fail=true)")
-    params = {"app_id": held.app_id, "queue_name": held.queue_name, "job_name": held.job_name,
-              "fence": held.fence, "slot": held.slot, "run_id": run_id}
+    params = {
+        "app_id": held.app_id,
+        "queue_name": held.queue_name,
+        "job_name": held.job_name,
+        "fence": held.fence,
+        "slot": held.slot,
+        "run_id": run_id,
+    }
     with lock.connection() as conn:
         row = conn.execute(_FENCED_BEAT, params).fetchone()
     if row is None:
-        raise LockLost(f"Lock {held.label} was taken over before the beat was written; "
-                       "the successor beats instead.",
-                       queue_name=held.queue_name, job_name=held.job_name)
+        raise LockLost(
+            f"Lock {held.label} was taken over before the beat was written; "
+            "the successor beats instead.",
+            queue_name=held.queue_name,
+            job_name=held.job_name,
+        )
     beat_id, beat_time = row
-    return {"instance": held.app_id, "fence": held.fence, "slot": held.slot or "manual run",
-            "beat_id": beat_id, "beat_time": beat_time.isoformat()}
+    return {
+        "instance": held.app_id,
+        "fence": held.fence,
+        "slot": held.slot or "manual run",
+        "beat_id": beat_id,
+        "beat_time": beat_time.isoformat(),
+    }
 
 
 def guarded_heartbeat(
@@ -73,18 +88,31 @@ def guarded_heartbeat(
 
 def report_skip(context: dg.OpExecutionContext | dg.AssetExecutionContext, held: Held) -> None:
     """Say why no work was done in run tags the UI shows (`hold_for` already logged it)."""
-    context.instance.add_run_tags(context.run.run_id, {
-        "dlock/outcome": "skipped",
-        "dlock/reason": held.reason or "",
-        "dlock/holder": held.holder or "",
-        "dlock/since": held.since.isoformat(timespec="seconds") if held.since else "",
-    })
+    context.instance.add_run_tags(
+        context.run.run_id,
+        {
+            "dlock/outcome": "skipped",
+            "dlock/reason": held.reason or "",
+            "dlock/holder": held.holder or "",
+            "dlock/since": held.since.isoformat(timespec="seconds") if held.since else "",
+        },
+    )
 
 
-def report_beat(context: dg.OpExecutionContext | dg.AssetExecutionContext,
-                done: dict[str, Any]) -> None:
-    context.log.info("Beat %s by %s for %s (fence %s)", done["beat_id"], done["instance"],
-                     done["slot"], done["fence"])
-    context.instance.add_run_tags(context.run.run_id, {
-        "dlock/outcome": "completed", "dlock/fence": str(done["fence"]),
-    })
+def report_beat(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext, done: dict[str, Any]
+) -> None:
+    context.log.info(
+        "Beat %s by %s for %s (fence %s)",
+        done["beat_id"],
+        done["instance"],
+        done["slot"],
+        done["fence"],
+    )
+    context.instance.add_run_tags(
+        context.run.run_id,
+        {
+            "dlock/outcome": "completed",
+            "dlock/fence": str(done["fence"]),
+        },
+    )

@@ -16,8 +16,9 @@ def heartbeat_cron() -> str:
     return os.environ.get("HEARTBEAT_CRON") or HOURLY
 
 
-def hourly_schedule(job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition,
-                    description: str) -> dg.ScheduleDefinition:
+def hourly_schedule(
+    job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition, description: str
+) -> dg.ScheduleDefinition:
     """`<job>_hourly_schedule`, in UTC, so every deployment agrees on the tick."""
     return dg.ScheduleDefinition(
         name=f"{job.name}_hourly_schedule",

@@ -83,8 +83,14 @@ def close_quietly(conn: psycopg.Connection) -> None:
 class ConnectionFactory:
     """Makes autocommit connections with the lock's timeouts and the URL's own options."""
 
-    def __init__(self, conninfo: str, connect_timeout: float, statement_timeout: float,
-                 options: str | None, pgbouncer: bool = False) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        connect_timeout: float,
+        statement_timeout: float,
+        options: str | None,
+        pgbouncer: bool = False,
+    ) -> None:
         self.conninfo = conninfo
         self.connect_timeout = max(MIN_CONNECT_SECONDS, connect_timeout)
         self.call_timeout = statement_timeout + CLIENT_MARGIN_SECONDS

@@ -44,7 +44,6 @@ from .urls import (
 Row = Any  # a psycopg row tuple
 
 
-
 class Database:
     """A process's connections to one lock database, checked against the schema on first use."""
 
@@ -64,7 +63,10 @@ class Database:
             )
         factory = ConnectionFactory(
             libpq_url(url.difference_update_query(["options", PGBOUNCER_PARAM])),
-            connect_timeout_seconds, statement_timeout_seconds, options, pgbouncer,
+            connect_timeout_seconds,
+            statement_timeout_seconds,
+            options,
+            pgbouncer,
         )
         self._factory = factory
         self._protocol = ThreadConnections(factory)
@@ -87,7 +89,7 @@ class Database:
                 f"{self.describe()} refused the startup parameter 'options' that sets the "
                 f"lock's statement_timeout: it is PgBouncer (or a pooler like it). Add "
                 f"{PGBOUNCER_PARAM}=true to {DATABASE_URL_ENV} (or database_url), and set "
-                "statement_timeout on the lock's role (README, \"Behind PgBouncer\")."
+                'statement_timeout on the lock\'s role (README, "Behind PgBouncer").'
             )
         return LockConnectionError(
             f"Cannot connect to {self.describe()} as user {self.url.username!r}: "
@@ -126,8 +128,14 @@ class Database:
                 check_schema(conn, self.describe())
                 self._schema_checked = True
 
-    def call(self, statement: str, params: dict[str, Any], *, what: str,
-             connections: ThreadConnections | None = None) -> list[Row]:
+    def call(
+        self,
+        statement: str,
+        params: dict[str, Any],
+        *,
+        what: str,
+        connections: ThreadConnections | None = None,
+    ) -> list[Row]:
         """Run one protocol statement and return its rows.
 
         A connection that broke under the call (the server restarted, the reply was lost, the
@@ -155,7 +163,8 @@ class Database:
 
     def acquire(self, **params: Any) -> protocol.AcquireResult:
         return protocol.AcquireResult(
-            *self.call(protocol.ACQUIRE, params, what="Acquiring the lock")[0])
+            *self.call(protocol.ACQUIRE, params, what="Acquiring the lock")[0]
+        )
 
     def release(self, **params: Any) -> bool:
         """True when released (now or by an earlier send of this very call), False when lost."""
@@ -178,8 +187,9 @@ class Database:
             "fences": [lease.fence for lease in leases],
             "lease_seconds": [lease.lease_seconds for lease in leases],
         }
-        rows = self.call(protocol.RENEW_ALL, params, what="Renewing leases",
-                         connections=self._renewal)
+        rows = self.call(
+            protocol.RENEW_ALL, params, what="Renewing leases", connections=self._renewal
+        )
         outcomes = dict(rows)
         return [outcomes[index] for index in range(1, len(leases) + 1)]
 
@@ -192,8 +202,11 @@ def database_for(
     url: URL, connect_timeout_seconds: float, statement_timeout_seconds: float
 ) -> Database:
     """The process-wide Database for these settings, made on first use in each process."""
-    key = (url.render_as_string(hide_password=False), connect_timeout_seconds,
-           statement_timeout_seconds)
+    key = (
+        url.render_as_string(hide_password=False),
+        connect_timeout_seconds,
+        statement_timeout_seconds,
+    )
     with _databases_lock:
         database = _databases.get(key)
         if database is None:

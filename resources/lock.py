@@ -84,20 +84,24 @@ class Held:
             raise LockLost(
                 f"Lock {self.label} is not held here: it was {self.reason or 'not acquired'} "
                 f"(holder {self.holder}).",
-                queue_name=self.queue_name, job_name=self.job_name,
+                queue_name=self.queue_name,
+                job_name=self.job_name,
             )
         if not self.in_holding_process:
             raise LockLost(
                 f"Lock {self.label} is held by process {self._pid}, not by this forked child "
                 f"({os.getpid()}): a child may take a lock of its own, never use its parent's.",
-                queue_name=self.queue_name, job_name=self.job_name,
+                queue_name=self.queue_name,
+                job_name=self.job_name,
             )
-        if not self._database.still_held(queue_name=self.queue_name, job_name=self.job_name,
-                                         owner=self._owner, fence=self.fence):
+        if not self._database.still_held(
+            queue_name=self.queue_name, job_name=self.job_name, owner=self._owner, fence=self.fence
+        ):
             raise LockLost(
                 f"Lock {self.label} was taken over by another holder; fence {self.fence} is no "
                 "longer valid. Stop writing: the successor owns the work now.",
-                queue_name=self.queue_name, job_name=self.job_name,
+                queue_name=self.queue_name,
+                job_name=self.job_name,
             )
 
 
@@ -174,10 +178,14 @@ class DistributedLock:
         check_name("job_name", job_name)
         check_run_id(run_id)
         stored_slot = canonical_slot(slot)
-        lease = (check_lease_fits(check_lease(lease_seconds), self._timeouts)
-                 if lease_seconds is not None else self.lease_seconds)
-        wait = check_seconds("wait_seconds", wait_seconds, maximum=MAX_LEASE_SECONDS,
-                             allow_zero=True)
+        lease = (
+            check_lease_fits(check_lease(lease_seconds), self._timeouts)
+            if lease_seconds is not None
+            else self.lease_seconds
+        )
+        wait = check_seconds(
+            "wait_seconds", wait_seconds, maximum=MAX_LEASE_SECONDS, allow_zero=True
+        )
         database = self.database()
         app_id = self.app_id
         # Unique per hold, so a late release or renewal can never match a later grant; its last
@@ -188,21 +196,47 @@ class DistributedLock:
 
         log.debug("Attempting to acquire lock %s", label)
         try:
-            row = self._acquire(database, wait, owner=owner, app_id=app_id, run_id=run_id,
-                                slot=stored_slot, lease_seconds=lease, **names)
+            row = self._acquire(
+                database,
+                wait,
+                owner=owner,
+                app_id=app_id,
+                run_id=run_id,
+                slot=stored_slot,
+                lease_seconds=lease,
+                **names,
+            )
         except BaseException as error:
             # An interrupt, or a database error after the call was sent, may leave a grant we
             # never saw; release it now rather than leave it to expire.
             if isinstance(error, LockDatabaseError) or not isinstance(error, Exception):
-                self._abandon(database, error, owner=owner, app_id=app_id, run_id=run_id,
-                              slot=stored_slot, **names)
+                self._abandon(
+                    database,
+                    error,
+                    owner=owner,
+                    app_id=app_id,
+                    run_id=run_id,
+                    slot=stored_slot,
+                    **names,
+                )
             raise
 
         log_id = row.log_id
-        held = Held(queue_name, job_name, stored_slot, acquired=row.acquired, fence=row.fence,
-                    holder=row.holder, reason=row.reason, since=row.since,
-                    completed_at=row.completed_at, note=row.note, app_id=app_id,
-                    _owner=owner, _database=database)
+        held = Held(
+            queue_name,
+            job_name,
+            stored_slot,
+            acquired=row.acquired,
+            fence=row.fence,
+            holder=row.holder,
+            reason=row.reason,
+            since=row.since,
+            completed_at=row.completed_at,
+            note=row.note,
+            app_id=app_id,
+            _owner=owner,
+            _database=database,
+        )
         if not held.acquired:
             log.info("Lock %s not acquired (%s): %s", label, held.reason, held.note)
             yield held
@@ -219,14 +253,12 @@ class DistributedLock:
             if not held.in_holding_process:
                 raise  # a forked child leaving the block (sys.exit): the parent still holds it
             status, remark = _ending(error, time.monotonic() - started)
-            self._release(database, renewer, held, lease_entry, log_id, status, remark,
-                          cause=error)
+            self._release(database, renewer, held, lease_entry, log_id, status, remark, cause=error)
             raise
         if not held.in_holding_process:
             return
         remark = f"Completed in {time.monotonic() - started:.3f} s"
-        self._release(database, renewer, held, lease_entry, log_id, "Completed", remark,
-                      cause=None)
+        self._release(database, renewer, held, lease_entry, log_id, "Completed", remark, cause=None)
 
     def _acquire(self, database: Database, wait: float, **params: Any) -> AcquireResult:
         deadline = time.monotonic() + wait
@@ -251,21 +283,41 @@ class DistributedLock:
         try:
             database.abandon(remark=remark, **params)
         except Exception as cleanup_error:  # the lease expires on its own
-            log.warning("Could not record the interrupted acquire of %s/%s: %s",
-                        params["queue_name"], params["job_name"], cleanup_error)
+            log.warning(
+                "Could not record the interrupted acquire of %s/%s: %s",
+                params["queue_name"],
+                params["job_name"],
+                cleanup_error,
+            )
 
     @staticmethod
-    def _release(database: Database, renewer: RenewalWorker, held: Held, lease: Lease,
-                 log_id: int, status: str, remark: str, *, cause: BaseException | None) -> None:
+    def _release(
+        database: Database,
+        renewer: RenewalWorker,
+        held: Held,
+        lease: Lease,
+        log_id: int,
+        status: str,
+        remark: str,
+        *,
+        cause: BaseException | None,
+    ) -> None:
         renewer.untrack(lease)
-        released = database.release(queue_name=held.queue_name, job_name=held.job_name,
-                                     owner=lease.owner, fence=held.fence, log_id=log_id,
-                                     status=status, remark=remark)
+        released = database.release(
+            queue_name=held.queue_name,
+            job_name=held.job_name,
+            owner=lease.owner,
+            fence=held.fence,
+            log_id=log_id,
+            status=status,
+            remark=remark,
+        )
         if released:
             log.debug("Lock %s released (%s)", held.label, status)
             return
         raise LockLost(
             f"Lock {held.label} was lost while its body ran: another holder took over after the "
             f"lease lapsed (fence {held.fence} is stale). The job log says Exited, not {status}.",
-            queue_name=held.queue_name, job_name=held.job_name,
+            queue_name=held.queue_name,
+            job_name=held.job_name,
         ) from cause

@@ -33,6 +33,7 @@ class AcquireResult(NamedTuple):
     completed_at: datetime | None
     note: str | None
 
+
 RELEASE = (
     "SELECT dlock_release_v2(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s, %(log_id)s,"
     " %(status)s, %(remark)s)"
@@ -46,9 +47,7 @@ RENEW_ALL = (
     " %(job_names)s::text[], %(owners)s::text[], %(fences)s::bigint[],"
     " %(lease_seconds)s::float8[])"
 )
-STILL_HELD = (
-    "SELECT dlock_still_held_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s)"
-)
+STILL_HELD = "SELECT dlock_still_held_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s)"
 
 # The signatures as to_regprocedure() reads them: a function whose arguments changed is another
 # function, so an exact match is what tells that this code's calls will resolve.

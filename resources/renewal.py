@@ -68,9 +68,7 @@ class RenewalWorker:
         with self._wake:
             self._leases.add(lease)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="dlock-renewal", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="dlock-renewal", daemon=True)
                 self._thread.start()
             elif lease.next_due < self._wakes_at:
                 self._wake.notify()
@@ -110,8 +108,10 @@ class RenewalWorker:
                 log.debug("Lock %s renewed (fence %s)", lease.label, lease.fence)
             elif outcome == "busy":
                 lease.due_again(RETRY_FRACTION)
-                log.info("Lock %s: its row is held by another transaction; renewing again soon",
-                         lease.label)
+                log.info(
+                    "Lock %s: its row is held by another transaction; renewing again soon",
+                    lease.label,
+                )
             else:
                 self._drop_lost(lease)
 
@@ -120,8 +120,9 @@ class RenewalWorker:
             tracked = lease in self._leases
             self._leases.discard(lease)
         if tracked:  # not released meanwhile: someone took it over; the release will say so
-            log.warning("Lock %s was taken over by another holder (fence %s lost)",
-                        lease.label, lease.fence)
+            log.warning(
+                "Lock %s was taken over by another holder (fence %s lost)", lease.label, lease.fence
+            )
 
 
 _workers: dict[Hashable, RenewalWorker] = {}

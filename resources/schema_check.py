@@ -18,19 +18,26 @@ MIGRATE_COMMAND = "dlock migrate"
 
 def check_schema(conn: psycopg.Connection, where: str) -> None:
     """Raise LockSchemaError naming what is missing in `where` and the command that adds it."""
-    missing = [row[0] for row in conn.execute(protocol.MISSING_OBJECTS, {
-        "tables": list(protocol.REQUIRED_TABLES),
-        "functions": list(protocol.REQUIRED_FUNCTIONS),
-    })]
+    missing = [
+        row[0]
+        for row in conn.execute(
+            protocol.MISSING_OBJECTS,
+            {
+                "tables": list(protocol.REQUIRED_TABLES),
+                "functions": list(protocol.REQUIRED_FUNCTIONS),
+            },
+        )
+    ]
     if not missing:
         return
-    fix = (f"run `{MIGRATE_COMMAND}` with {DATABASE_URL_ENV} set to this database's URL "
-           "(or pass it as --database-url)")
+    fix = (
+        f"run `{MIGRATE_COMMAND}` with {DATABASE_URL_ENV} set to this database's URL "
+        "(or pass it as --database-url)"
+    )
     tables = [name for name in missing if name in protocol.REQUIRED_TABLES]
     if tables:
         raise LockSchemaError(
-            f"The lock tables {' and '.join(tables)} are missing in {where}. To create them, "
-            f"{fix}."
+            f"The lock tables {' and '.join(tables)} are missing in {where}. To create them, {fix}."
         )
     raise LockSchemaError(
         f"The lock schema in {where} lacks the function(s) this code calls: "

@@ -16,15 +16,19 @@ from .validation import MAX_LEASE_SECONDS, check_seconds
 RENEWAL_ATTEMPTS_PER_LEASE = 3
 
 
-def check_timeouts(connect_timeout_seconds: object, statement_timeout_seconds: object) -> tuple[
-    float, float
-]:
+def check_timeouts(
+    connect_timeout_seconds: object, statement_timeout_seconds: object
+) -> tuple[float, float]:
     return (
         check_seconds("connect_timeout_seconds", connect_timeout_seconds, maximum=3600),
         # PostgreSQL takes whole milliseconds and reads 0 as "no timeout": refuse what rounds
         # to 0 rather than silently run without one.
-        check_seconds("statement_timeout_seconds", statement_timeout_seconds,
-                      maximum=MAX_LEASE_SECONDS, minimum=0.001),
+        check_seconds(
+            "statement_timeout_seconds",
+            statement_timeout_seconds,
+            maximum=MAX_LEASE_SECONDS,
+            minimum=0.001,
+        ),
     )
 
 

@@ -79,7 +79,11 @@ def check_run_id(value: object) -> str | None:
 
 
 def check_seconds(
-    kind: str, value: object, *, maximum: float, allow_zero: bool = False,
+    kind: str,
+    value: object,
+    *,
+    maximum: float,
+    allow_zero: bool = False,
     minimum: float | None = None,
 ) -> float:
     """Return a duration in seconds as a float, or raise if it is not a sane positive number."""

@@ -98,6 +98,7 @@ def spawn_worker() -> Iterator:
 def dagster_instance_env(default_databases, tmp_path_factory):
     """Makes a DAGSTER_HOME holding the project's own dagster.yaml, on a throwaway storage
     database, with Dagster's tables created; returns the environment for dagster commands."""
+
     def make() -> dict[str, str]:
         storage = make_url(default_databases.create(migrated=False))
         home = tmp_path_factory.mktemp("dagster-home")
@@ -106,12 +107,12 @@ def dagster_instance_env(default_databases, tmp_path_factory):
             **os.environ,
             "DAGSTER_HOME": str(home),
             "DAGSTER_PG_URL": storage.set(drivername="postgresql+psycopg2").render_as_string(
-                hide_password=False),
+                hide_password=False
+            ),
         }
-        subprocess.run([DAGSTER, "instance", "migrate"], env=env, check=True,
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [DAGSTER, "instance", "migrate"], env=env, check=True, capture_output=True, timeout=300
+        )
         return env
 
     return make
-
-

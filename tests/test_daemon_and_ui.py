@@ -40,12 +40,25 @@ def schedule_states(env: dict[str, str], location: str) -> dict[str, str]:
 
 
 def test_schedules_start_and_stop_from_the_cli(env):
-    code, out = finish(dagster(env, "schedule", "start", "--start-all", "-w", "workspace.yaml",
-                               "-l", "instance_one"))
+    code, out = finish(
+        dagster(
+            env, "schedule", "start", "--start-all", "-w", "workspace.yaml", "-l", "instance_one"
+        )
+    )
     assert code == 0, out
     assert set(schedule_states(env, "instance_one").values()) == {"RUNNING"}
-    code, out = finish(dagster(env, "schedule", "stop", "heartbeat_job_hourly_schedule",
-                               "-w", "workspace.yaml", "-l", "instance_one"))
+    code, out = finish(
+        dagster(
+            env,
+            "schedule",
+            "stop",
+            "heartbeat_job_hourly_schedule",
+            "-w",
+            "workspace.yaml",
+            "-l",
+            "instance_one",
+        )
+    )
     assert code == 0, out
     assert schedule_states(env, "instance_one") == {
         "heartbeat_job_hourly_schedule": "STOPPED",
@@ -65,11 +78,14 @@ def test_two_daemons_and_two_locations_beat_once_per_tick(env):
     """Every tick, each daemon launches each location's run: four runs, one beat."""
     env = {**env, "HEARTBEAT_CRON": "* * * * *"}
     for location in LOCATIONS:
-        code, out = finish(dagster(env, "schedule", "start", "--start-all", "-w",
-                                   "workspace.yaml", "-l", location))
+        code, out = finish(
+            dagster(env, "schedule", "start", "--start-all", "-w", "workspace.yaml", "-l", location)
+        )
         assert code == 0, out
-    daemons = [dagster(env, "run", "-w", "workspace.yaml", executable=str(BIN / "dagster-daemon"))
-               for _ in range(2)]
+    daemons = [
+        dagster(env, "run", "-w", "workspace.yaml", executable=str(BIN / "dagster-daemon"))
+        for _ in range(2)
+    ]
     tables = Tables(env["LOCK_DATABASE_URL"])
     jobs = ((HEARTBEAT_QUEUE, "heartbeat_job"), (HEARTBEAT_ASSET_QUEUE, "heartbeat"))
     try:
@@ -106,7 +122,6 @@ def test_two_daemons_and_two_locations_beat_once_per_tick(env):
     assert beats == beaten_slots, "one beat per tick, never two"
 
 
-
 WORKSPACE_QUERY = """
 { workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError {
   ... on RepositoryLocation { repositories {
@@ -124,8 +139,10 @@ mutation { startSchedule(scheduleSelector: {repositoryLocationName: "instance_tw
 
 def graphql(port: int, query: str) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"})
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)["data"]
 
@@ -134,8 +151,16 @@ def graphql(port: int, query: str) -> dict:
 def running_webserver(env: dict[str, str]) -> Iterator[int]:
     """`dagster-webserver -w workspace.yaml` on a free port, answering; stopped afterwards."""
     port = free_port()
-    server = dagster(env, "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port),
-                     executable=str(BIN / "dagster-webserver"))
+    server = dagster(
+        env,
+        "-w",
+        "workspace.yaml",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        executable=str(BIN / "dagster-webserver"),
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -156,8 +181,9 @@ def test_webserver_shows_both_locations_and_toggles_a_schedule(env):
         workspace = graphql(port, WORKSPACE_QUERY)["workspaceOrError"]
         # What the UI's schedule toggle sends.
         started = graphql(port, START_SCHEDULE)["startSchedule"]
-    entries = {entry["name"]: entry["locationOrLoadError"]
-               for entry in workspace["locationEntries"]}
+    entries = {
+        entry["name"]: entry["locationOrLoadError"] for entry in workspace["locationEntries"]
+    }
     assert set(entries) == set(LOCATIONS)
     for location in entries.values():
         [repository] = location["repositories"]
@@ -167,8 +193,7 @@ def test_webserver_shows_both_locations_and_toggles_a_schedule(env):
             ("heartbeat_asset_job_hourly_schedule", "0 * * * *"),
         }
         assert [node["assetKey"]["path"] for node in repository["assetNodes"]] == [["heartbeat"]]
-    assert started == {"__typename": "ScheduleStateResult",
-                       "scheduleState": {"status": "RUNNING"}}
+    assert started == {"__typename": "ScheduleStateResult", "scheduleState": {"status": "RUNNING"}}
     assert schedule_states(env, "instance_two")["heartbeat_job_hourly_schedule"] == "RUNNING"
 
 
@@ -178,11 +203,24 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def rendered_page(port: int, path: str, profile: Path) -> str:
     """The page's DOM after its scripts ran, from a real headless Chromium."""
     result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=20000",
-         "--dump-dom", f"http://127.0.0.1:{port}{path}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return result.stdout
 

@@ -34,15 +34,19 @@ def test_workspace_validates_with_the_dagster_cli(tmp_path):
     assert "instance_one" in out and "instance_two" in out
 
 
-@pytest.mark.parametrize(("job", "queue", "lock_job"), [
-    ("heartbeat_job", HEARTBEAT_QUEUE, "heartbeat_job"),
-    ("heartbeat_asset_job", HEARTBEAT_ASSET_QUEUE, "heartbeat"),
-])
+@pytest.mark.parametrize(
+    ("job", "queue", "lock_job"),
+    [
+        ("heartbeat_job", HEARTBEAT_QUEUE, "heartbeat_job"),
+        ("heartbeat_asset_job", HEARTBEAT_ASSET_QUEUE, "heartbeat"),
+    ],
+)
 def test_both_instances_on_one_tick_one_completes_one_exits(env, job, queue, lock_job):
     tags = json.dumps({TICK_TAG: "2026-11-28T08:00:00+00:00"})
-    runs = [dagster(env, "job", "execute", "-m", f"orchestration.{instance}", "-j", job,
-                    "--tags", tags)
-            for instance in ("instance_one", "instance_two")]
+    runs = [
+        dagster(env, "job", "execute", "-m", f"orchestration.{instance}", "-j", job, "--tags", tags)
+        for instance in ("instance_one", "instance_two")
+    ]
     for code, out in map(finish, runs):
         assert code == 0, out
     tables = Tables(env["LOCK_DATABASE_URL"])
@@ -57,8 +61,11 @@ def test_both_instances_on_one_tick_one_completes_one_exits(env, job, queue, loc
 
 
 def test_asset_materialize_from_the_cli_writes_one_completed_row(env):
-    code, out = finish(dagster(env, "asset", "materialize", "-m", "orchestration.definitions",
-                               "--select", "heartbeat"))
+    code, out = finish(
+        dagster(
+            env, "asset", "materialize", "-m", "orchestration.definitions", "--select", "heartbeat"
+        )
+    )
     assert code == 0, out
     tables = Tables(env["LOCK_DATABASE_URL"])
     [(status, app_id, fence, slot, _)] = tables.logs(HEARTBEAT_ASSET_QUEUE, "heartbeat")
@@ -70,8 +77,17 @@ def test_asset_materialize_from_the_cli_writes_one_completed_row(env):
 def test_interrupted_run_leaves_exited_row_and_no_lock(env, tmp_path, sig):
     config = tmp_path / "slow.yaml"
     config.write_text("ops:\n  record_heartbeat:\n    config:\n      work_seconds: 120\n")
-    run = dagster(env, "job", "execute", "-m", "orchestration.instance_one", "-j",
-                  "heartbeat_job", "-c", str(config))
+    run = dagster(
+        env,
+        "job",
+        "execute",
+        "-m",
+        "orchestration.instance_one",
+        "-j",
+        "heartbeat_job",
+        "-c",
+        str(config),
+    )
     tables = Tables(env["LOCK_DATABASE_URL"])
     deadline = time.monotonic() + 120
     while tables.statuses(HEARTBEAT_QUEUE, "heartbeat_job") != ["Processing"]:

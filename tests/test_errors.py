@@ -122,7 +122,6 @@ def test_missing_url_names_the_environment_variable(names, monkeypatch):
             pass
 
 
-
 def test_unreachable_server_names_host_and_port_not_password(names):
     port = free_port()
     url = f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:{port}/postgres"
@@ -149,18 +148,24 @@ def password_cluster(embedded_admin_url) -> Iterator[str]:
         pgserver_user = pwd.getpwnam(owner)  # made by the embedded server's first start
         for path in (pgdata, pwfile):
             os.chown(path, pgserver_user.pw_uid, pgserver_user.pw_gid)
-    _commands.initdb(["--auth=scram-sha-256", f"--pwfile={pwfile}", "-U", "postgres"],
-                     pgdata=pgdata, user=owner)
+    _commands.initdb(
+        ["--auth=scram-sha-256", f"--pwfile={pwfile}", "-U", "postgres"], pgdata=pgdata, user=owner
+    )
     port = free_port()
-    _commands.pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {pgdata}", "-l",
-                      str(pgdata / "log"), "start"], pgdata=pgdata, user=owner, timeout=60)
+    _commands.pg_ctl(
+        ["-w", "-o", f"-h 127.0.0.1 -p {port} -k {pgdata}", "-l", str(pgdata / "log"), "start"],
+        pgdata=pgdata,
+        user=owner,
+        timeout=60,
+    )
     yield f"127.0.0.1:{port}"
     _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=owner)
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_wrong_password_names_host_and_port_not_password(password_cluster, names,
-                                                         embedded_admin_url):
+def test_wrong_password_names_host_and_port_not_password(
+    password_cluster, names, embedded_admin_url
+):
     right = f"postgresql+psycopg://postgres:{SECRET}@{password_cluster}/postgres"
     subprocess.run([DLOCK, "migrate", "--database-url", right], check=True, capture_output=True)
     with DistributedLock(right).hold(*names) as held:

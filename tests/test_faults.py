@@ -1,7 +1,8 @@
 """The lock in a long-lived process under faults: restarts, lost replies, frozen servers, many
 threads, blocked renewals, callers' transactions, terminated sessions and fork().
 
-Tests that stop, restart, freeze or proxy a server use a cluster of their own (tests/support/faults.py).
+Tests that stop, restart, freeze or proxy a server use a cluster of their own
+(tests/support/faults.py).
 Every lock here renews within its bounds: connect 2 s + statement 0.5 s, lease 10 s.
 """
 
@@ -96,14 +97,17 @@ def test_fifty_threads_hold_five_hundred_locks_without_a_lapse(database_url, nam
     time.sleep(LEASE + 2)
     [(live,)] = Tables(database_url).query(
         "SELECT count(*) FROM queue_locks WHERE queue_name = %s AND owner IS NOT NULL"
-        " AND expires_at > clock_timestamp()", names[0])
+        " AND expires_at > clock_timestamp()",
+        names[0],
+    )
     all_held.wait(120)
     for thread in threads:
         thread.join(120)
     assert not errors, errors[:3]
     assert live == 500
     [(completed,)] = Tables(database_url).query(
-        "SELECT count(*) FROM job_logs WHERE queue_name = %s AND status = 'Completed'", names[0])
+        "SELECT count(*) FROM job_logs WHERE queue_name = %s AND status = 'Completed'", names[0]
+    )
     assert completed == 500
 
 
@@ -205,8 +209,9 @@ def test_a_blocked_renewal_does_not_delay_another_lease(database_url, names):
     blocked, free = (names[0], f"{names[1]}-blocked"), (names[0], f"{names[1]}-free")
     with lock.hold(*blocked), psycopg.connect(libpq_url(database_url)) as operator:
         # An operator's open transaction holds the first lock's row.
-        operator.execute("SELECT 1 FROM queue_locks WHERE queue_name = %s AND job_name = %s"
-                         " FOR UPDATE", blocked)
+        operator.execute(
+            "SELECT 1 FROM queue_locks WHERE queue_name = %s AND job_name = %s FOR UPDATE", blocked
+        )
         time.sleep(1)
         with lock.hold(*free) as held:
             first_expiry = tables.lock_row(*free)[3]
@@ -218,8 +223,9 @@ def test_a_blocked_renewal_does_not_delay_another_lease(database_url, names):
 
 # 10. The protocol never runs inside a caller's transaction.
 @pytest.mark.parametrize("leftover", ["BEGIN", "aborted"])
-def test_a_connection_left_in_a_transaction_cannot_hide_or_break_a_grant(database_url, names,
-                                                                         leftover):
+def test_a_connection_left_in_a_transaction_cannot_hide_or_break_a_grant(
+    database_url, names, leftover
+):
     lock = fast_lock(database_url, f"leftover-{leftover}", statement_timeout_seconds=0.49)
     with lock.connection() as conn:
         conn.execute("BEGIN")
@@ -252,7 +258,8 @@ def test_connection_recovers_after_the_server_ends_idle_sessions(database_url, n
     Tables(database_url).query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
         " WHERE datname = %s AND application_name = 'dlock' AND pid <> pg_backend_pid()",
-        database)
+        database,
+    )
     time.sleep(0.2)
     with lock.connection() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -43,8 +43,9 @@ def counts(db: Tables) -> tuple[int, int]:
         pytest.param("x" * 5_000_000, "ValueError: xxx", id="5-MB"),
     ],
 )
-def test_body_error_with_unstorable_text_is_recorded_and_releases(lock, db, names, message,
-                                                                   readable):
+def test_body_error_with_unstorable_text_is_recorded_and_releases(
+    lock, db, names, message, readable
+):
     error = ValueError(message)
     with pytest.raises(ValueError) as caught:
         with lock.hold(*names, slot="tick-1") as held:
@@ -133,8 +134,11 @@ def test_url_helpers_mask_every_form_of_password():
 
     ambiguous = make_url(f"postgresql+psycopg://u:{AT_PASSWORD}@h:5433/db")
     failure = Exception('could not translate host name "Pa55@h" to address')
-    for shown in (safe_url(ambiguous), server_address(ambiguous),
-                  error_summary(failure, ambiguous)):
+    for shown in (
+        safe_url(ambiguous),
+        server_address(ambiguous),
+        error_summary(failure, ambiguous),
+    ):
         assert "s3cr3t" not in shown and "Pa55" not in shown
     assert server_address(ambiguous) == "***@h:5433"
 
@@ -155,25 +159,35 @@ def holding(lock: DistributedLock, *args, **kwargs):
     def call() -> None:
         with lock.hold(*args, **kwargs):
             pytest.fail("the body must not run")
+
     return call
 
 
-@pytest.mark.parametrize(("queue_name", "job_name", "kind"),
-                         [(" ", "job", "queue_name"), ("queue", "\t\n", "job_name")])
+@pytest.mark.parametrize(
+    ("queue_name", "job_name", "kind"), [(" ", "job", "queue_name"), ("queue", "\t\n", "job_name")]
+)
 def test_whitespace_only_names_are_refused(lock, db, queue_name, job_name, kind):
     refused(db, f"{kind} must be a non-empty string", holding(lock, queue_name, job_name))
 
 
 @pytest.mark.parametrize(
     ("field", "bad"),
-    [("queue_name", "q\x00"), ("job_name", "j\x00"), ("queue_name", "q\ud800"),
-     ("job_name", "\udfff"), ("slot", "tick\x00"), ("slot", "tick\ud83d"),
-     ("run_id", "run\x00"), ("run_id", "run\udc80")],
+    [
+        ("queue_name", "q\x00"),
+        ("job_name", "j\x00"),
+        ("queue_name", "q\ud800"),
+        ("job_name", "\udfff"),
+        ("slot", "tick\x00"),
+        ("slot", "tick\ud83d"),
+        ("run_id", "run\x00"),
+        ("run_id", "run\udc80"),
+    ],
 )
 def test_nul_and_lone_surrogates_are_refused(lock, db, names, field, bad):
     args = {"queue_name": names[0], "job_name": names[1], field: bad}
-    error = refused(db, f"{field} contains a NUL character or an unpaired surrogate",
-                    holding(lock, **args))
+    error = refused(
+        db, f"{field} contains a NUL character or an unpaired surrogate", holding(lock, **args)
+    )
     assert "\x00" not in str(error) and bad not in str(error)
 
 
@@ -191,8 +205,9 @@ def test_nul_and_lone_surrogates_in_app_id_are_refused(database_url, app_id):
     ],
 )
 def test_too_long_slot_is_refused(lock, db, names, slot):
-    refused(db, "slot is .* bytes long in UTF-8; the limit is 1000", holding(lock, *names,
-                                                                          slot=slot))
+    refused(
+        db, "slot is .* bytes long in UTF-8; the limit is 1000", holding(lock, *names, slot=slot)
+    )
 
 
 def random_text(length: int, first: int, span: int) -> str:
@@ -211,8 +226,7 @@ def test_largest_slot_fits_beside_the_longest_names(lock, db):
 
 @pytest.mark.parametrize("run_id", [42, b"run", "", "   "])
 def test_run_id_must_be_a_non_blank_string_or_none(lock, db, names, run_id):
-    refused(db, "run_id must be a non-empty string or None", holding(lock, *names,
-                                                                     run_id=run_id))
+    refused(db, "run_id must be a non-empty string or None", holding(lock, *names, run_id=run_id))
 
 
 @pytest.mark.parametrize("seconds", [0.0004, 0.0009])

@@ -96,8 +96,11 @@ def test_lease_is_renewed_while_body_outlives_it(lock_database_url, other, table
 def test_crashed_holder_is_taken_over_after_lease_with_higher_fence(
     lock_database_url, other, tables, names, spawn_worker
 ):
-    worker = spawn_worker(*worker_args(lock_database_url, *names, *FAST_WORKER,
-                                       "--body-seconds", "60", "--app-id", "crasher"))
+    worker = spawn_worker(
+        *worker_args(
+            lock_database_url, *names, *FAST_WORKER, "--body-seconds", "60", "--app-id", "crasher"
+        )
+    )
     fence = worker.wait_for("acquired")["fence"]
     worker.process.send_signal(signal.SIGKILL)
     worker.process.wait()
@@ -116,13 +119,12 @@ def expire_now(tables, names) -> None:
     """Make the current lease lapse, as if its holder had been paused for a whole lease."""
     tables.query(
         "UPDATE queue_locks SET expires_at = clock_timestamp() - interval '1 second'"
-        " WHERE queue_name = %s AND job_name = %s RETURNING 1", *names
+        " WHERE queue_name = %s AND job_name = %s RETURNING 1",
+        *names,
     )
 
 
-def test_fence_strictly_increases_across_grants_releases_and_takeovers(
-    lock, other, tables, names
-):
+def test_fence_strictly_increases_across_grants_releases_and_takeovers(lock, other, tables, names):
     fences = []
     for holder in (lock, other, lock):
         with holder.hold(*names) as held:
@@ -153,10 +155,14 @@ def test_stale_holder_release_deletes_nothing_of_its_successor(lock, other, tabl
     assert tables.statuses(*names) == ["Exited", "Completed"], "the lost holder never completes"
 
 
-def test_paused_holder_is_taken_over_and_told(lock_database_url, other, tables, names,
-                                              spawn_worker):
-    worker = spawn_worker(*worker_args(lock_database_url, *names, *FAST_WORKER,
-                                       "--body-seconds", "1", "--app-id", "sleepy"))
+def test_paused_holder_is_taken_over_and_told(
+    lock_database_url, other, tables, names, spawn_worker
+):
+    worker = spawn_worker(
+        *worker_args(
+            lock_database_url, *names, *FAST_WORKER, "--body-seconds", "1", "--app-id", "sleepy"
+        )
+    )
     fence = worker.wait_for("acquired")["fence"]
     worker.process.send_signal(signal.SIGSTOP)  # a stop-the-world pause longer than the lease
     time.sleep(SHORT_LEASE + 0.5)
@@ -290,7 +296,7 @@ def test_wait_seconds_times_out_with_one_exited_row(lock, other, tables, names):
 def test_lock_released_when_body_raises(lock, tables, names):
     with pytest.raises(ZeroDivisionError):
         with lock.hold(*names):
-            raise ZeroDivisionError('division by zero')
+            raise ZeroDivisionError("division by zero")
     assert tables.lock_row(*names) is None
     assert tables.statuses(*names) == ["Failed"]
 
@@ -331,8 +337,9 @@ def test_sigint_while_waiting_to_acquire_records_one_exited_row(
     lock, lock_database_url, tables, names, spawn_worker
 ):
     with lock.hold(*names):
-        worker = spawn_worker(*worker_args(lock_database_url, *names, "--wait", "60",
-                                           "--app-id", "waiter"))
+        worker = spawn_worker(
+            *worker_args(lock_database_url, *names, "--wait", "60", "--app-id", "waiter")
+        )
         worker.wait_for("ready")
         time.sleep(0.5)  # now inside the wait loop
         worker.process.send_signal(signal.SIGINT)
@@ -347,13 +354,29 @@ def test_sixteen_processes_racing_for_one_slot_one_wins(
 ):
     start_at = time.time() + 8
     workers = [
-        spawn_worker(*worker_args(lock_database_url, *names, "--slot", TICK.isoformat(),
-                                  "--slot-is-time", "--body-seconds", "0.5",
-                                  "--app-id", f"racer-{n}", "--start-at", str(start_at)))
+        spawn_worker(
+            *worker_args(
+                lock_database_url,
+                *names,
+                "--slot",
+                TICK.isoformat(),
+                "--slot-is-time",
+                "--body-seconds",
+                "0.5",
+                "--app-id",
+                f"racer-{n}",
+                "--start-at",
+                str(start_at),
+            )
+        )
         for n in range(16)
     ]
-    outcomes = [event["event"] for worker in workers for event in worker.finish(timeout=120)
-                if event["event"] in ("acquired", "not_acquired")]
+    outcomes = [
+        event["event"]
+        for worker in workers
+        for event in worker.finish(timeout=120)
+        if event["event"] in ("acquired", "not_acquired")
+    ]
     assert sorted(outcomes) == ["acquired"] + ["not_acquired"] * 15
     assert sorted(tables.statuses(*names)) == ["Completed"] + ["Exited"] * 15
     assert tables.lock_row(*names) is None
@@ -365,13 +388,29 @@ def test_counter_fuzz_eight_processes_count_exactly(
     counter = tmp_path / "counter"
     counter.write_text("0")
     workers = [
-        spawn_worker("fuzz", "--url", lock_database_url, "--queue", names[0], "--job", names[1],
-                     "--counter", str(counter), "--iterations", "10", "--wait", "60",
-                     "--app-id", f"fuzzer-{n}")
+        spawn_worker(
+            "fuzz",
+            "--url",
+            lock_database_url,
+            "--queue",
+            names[0],
+            "--job",
+            names[1],
+            "--counter",
+            str(counter),
+            "--iterations",
+            "10",
+            "--wait",
+            "60",
+            "--app-id",
+            f"fuzzer-{n}",
+        )
         for n in range(8)
     ]
     increments = sum(
-        event["increments"] for worker in workers for event in worker.finish(timeout=300)
+        event["increments"]
+        for worker in workers
+        for event in worker.finish(timeout=300)
         if event["event"] == "fuzz_done"
     )
     assert increments == 80
@@ -432,8 +471,7 @@ def test_slot_of_a_lock_row_deleted_by_hand_is_not_stuck(lock, other, tables, na
     """An operator deletes a crashed holder's lock row; its slot must be able to run again."""
     with pytest.raises(LockLost):
         with lock.hold(*names, slot=TICK):
-            tables.query("DELETE FROM queue_locks WHERE queue_name = %s AND job_name = %s",
-                         *names)
+            tables.query("DELETE FROM queue_locks WHERE queue_name = %s AND job_name = %s", *names)
             with other.hold(*names, slot=TICK) as retry:
                 assert retry.acquired
     logs = tables.logs(*names)
@@ -462,5 +500,6 @@ def test_lock_survives_fork_in_parent_and_children(lock, tables, names):
     with lock.hold(*names) as again:
         assert again.acquired
     [(completed,)] = tables.query(
-        "SELECT count(*) FROM job_logs WHERE queue_name = %s AND status = 'Completed'", names[0])
+        "SELECT count(*) FROM job_logs WHERE queue_name = %s AND status = 'Completed'", names[0]
+    )
     assert completed == 6

@@ -37,29 +37,43 @@ def test_every_module_loads_its_definitions(module_name):
     assert defs.resolve_job_def("heartbeat_job").description
     assert defs.resolve_job_def("heartbeat_asset_job").description
     schedules = {s.name: s for s in defs.schedules}
-    assert set(schedules) == {"heartbeat_job_hourly_schedule",
-                              "heartbeat_asset_job_hourly_schedule"}
+    assert set(schedules) == {
+        "heartbeat_job_hourly_schedule",
+        "heartbeat_asset_job_hourly_schedule",
+    }
     for schedule in schedules.values():
         assert schedule.cron_schedule == "0 * * * *"
         assert schedule.execution_timezone == "UTC" and schedule.description
-    expected_app_id = {"orchestration.instance_one": "instance-one",
-                       "orchestration.instance_two": "instance-two"}.get(module_name)
+    expected_app_id = {
+        "orchestration.instance_one": "instance-one",
+        "orchestration.instance_two": "instance-two",
+    }.get(module_name)
     assert defs.resources["lock"].app_id == expected_app_id
 
 
 def test_heartbeat_cron_overrides_the_cadence():
-    code = ("from orchestration.definitions import defs;"
-            "print({s.cron_schedule for s in defs.schedules})")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={"HEARTBEAT_CRON": "* * * * *", "PATH": "/usr/bin:/bin"},
-                         cwd=PROJECT_ROOT, check=True).stdout
+    code = (
+        "from orchestration.definitions import defs;"
+        "print({s.cron_schedule for s in defs.schedules})"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"HEARTBEAT_CRON": "* * * * *", "PATH": "/usr/bin:/bin"},
+        cwd=PROJECT_ROOT,
+        check=True,
+    ).stdout
     assert out.strip() == "{'* * * * *'}"
 
 
-@pytest.mark.parametrize(("schedule_name", "job_name"), [
-    ("heartbeat_job_hourly_schedule", "heartbeat_job"),
-    ("heartbeat_asset_job_hourly_schedule", "heartbeat_asset_job"),
-])
+@pytest.mark.parametrize(
+    ("schedule_name", "job_name"),
+    [
+        ("heartbeat_job_hourly_schedule", "heartbeat_job"),
+        ("heartbeat_asset_job_hourly_schedule", "heartbeat_asset_job"),
+    ],
+)
 def test_schedule_tick_requests_a_run_of_its_job(schedule_name, job_name):
     from orchestration.definitions import defs
 
@@ -77,8 +91,11 @@ def run_heartbeat_job(url: str, tags: dict | None = None, instance=None, **run_c
 
     config = {"ops": {"record_heartbeat": {"config": run_config}}} if run_config else None
     return heartbeat_job.execute_in_process(
-        resources={"lock": resource(url)}, tags=tags or {}, run_config=config,
-        raise_on_error=False, instance=instance,
+        resources={"lock": resource(url)},
+        tags=tags or {},
+        run_config=config,
+        raise_on_error=False,
+        instance=instance,
     )
 
 
@@ -143,8 +160,9 @@ def test_on_held_fail_fails_a_run_that_finds_the_lock_held(lock_url):
 
 def materializations(lock_url: str, **kwargs) -> list:
     with dg.instance_for_test() as instance:
-        result = dg.materialize([heartbeat], resources={"lock": resource(lock_url)},
-                                instance=instance, **kwargs)
+        result = dg.materialize(
+            [heartbeat], resources={"lock": resource(lock_url)}, instance=instance, **kwargs
+        )
         assert result.success
         return result.asset_materializations_for_node("heartbeat")
 
@@ -175,18 +193,26 @@ def test_partition_held_by_another_partition_waits_then_fails(lock_url):
     with dg.instance_for_test() as instance:
         with other.hold("partition-queue", "partitioned_beat", slot="2026-11-02"):
             result = dg.materialize(
-                [partitioned_beat], partition_key="2026-11-03", raise_on_error=False,
+                [partitioned_beat],
+                partition_key="2026-11-03",
+                raise_on_error=False,
                 resources={"lock": resource(lock_url, partition_wait_seconds=1)},
                 instance=instance,
             )
             assert not result.success
             assert LockTimeout.__name__ in failure_causes(result)
-        retried = dg.materialize([partitioned_beat], partition_key="2026-11-03",
-                                 resources={"lock": resource(lock_url)}, instance=instance)
+        retried = dg.materialize(
+            [partitioned_beat],
+            partition_key="2026-11-03",
+            resources={"lock": resource(lock_url)},
+            instance=instance,
+        )
         assert retried.success
     rows = Tables(lock_url).logs("partition-queue", "partitioned_beat")
     assert [(row[0], row[3]) for row in rows] == [
-        ("Completed", "2026-11-02"), ("Exited", "2026-11-03"), ("Completed", "2026-11-03")
+        ("Completed", "2026-11-02"),
+        ("Exited", "2026-11-03"),
+        ("Completed", "2026-11-03"),
     ]
 
 

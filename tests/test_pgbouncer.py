@@ -63,8 +63,9 @@ class Bouncer:
         # pgbouncer refuses to run as root; -u makes it switch to the cluster's owner.
         user = ["-u", server.owner] if os.geteuid() == 0 and server.owner else []
         self.log = (self.folder / "log").open("w")
-        self.process = subprocess.Popen([PGBOUNCER, *user, str(ini)], stdout=self.log,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [PGBOUNCER, *user, str(ini)], stdout=self.log, stderr=subprocess.STDOUT
+        )
         self._wait_listening()
 
     def _wait_listening(self) -> None:
@@ -125,8 +126,11 @@ def make_lock(url: str, app_id: str, lease_seconds: float = 300) -> DistributedL
 
 
 def expire_now(tables: Tables, names) -> None:
-    tables.query("UPDATE queue_locks SET expires_at = clock_timestamp() - interval '1 second'"
-                 " WHERE queue_name = %s AND job_name = %s RETURNING 1", *names)
+    tables.query(
+        "UPDATE queue_locks SET expires_at = clock_timestamp() - interval '1 second'"
+        " WHERE queue_name = %s AND job_name = %s RETURNING 1",
+        *names,
+    )
 
 
 def test_acquire_and_release_write_the_job_log(url, tables, names):
@@ -197,8 +201,12 @@ FENCED_BEAT = """
 
 
 def beat(lock: DistributedLock, held) -> list[tuple]:
-    params = {"app_id": held.app_id, "queue_name": held.queue_name,
-              "job_name": held.job_name, "fence": held.fence}
+    params = {
+        "app_id": held.app_id,
+        "queue_name": held.queue_name,
+        "job_name": held.job_name,
+        "fence": held.fence,
+    }
     with lock.connection() as conn, conn.transaction():
         return conn.execute(FENCED_BEAT, params).fetchall()
 
@@ -212,8 +220,7 @@ def test_fenced_write_through_lock_connection(url, tables, names):
             with make_lock(url, "two").hold(*names) as taker:
                 assert taker.acquired
                 assert beat(lock, held) == [], "a stale fence must write nothing"
-    [(count,)] = tables.query("SELECT count(*) FROM heartbeats WHERE queue_name = %s",
-                              names[0])
+    [(count,)] = tables.query("SELECT count(*) FROM heartbeats WHERE queue_name = %s", names[0])
     assert count == 1
 
 

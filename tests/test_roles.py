@@ -31,8 +31,7 @@ def as_lock_user(default_databases) -> Iterator[tuple[str, str]]:
     owner.query(f'CREATE ROLE "{login}" LOGIN IN ROLE dlock_user')
     user_url = make_url(url).set(username=login).render_as_string(hide_password=False)
     yield url, user_url
-    owner.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-                login)
+    owner.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", login)
     owner.query(f'DROP OWNED BY "{login}"; DROP ROLE "{login}"')
 
 
@@ -63,8 +62,9 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("statement", REFUSED)
-def test_a_lock_user_cannot_write_the_tables_or_read_the_owner_token(as_lock_user, names,
-                                                                      statement):
+def test_a_lock_user_cannot_write_the_tables_or_read_the_owner_token(
+    as_lock_user, names, statement
+):
     _, user_url = as_lock_user
     with psycopg.connect(libpq_url(user_url), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -76,8 +76,10 @@ def test_a_lock_user_cannot_take_a_lease_beyond_the_bound(as_lock_user, names):
     ninety_five_years = 95 * 365 * 86_400.0
     with psycopg.connect(libpq_url(user_url), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="at most 86400"):
-            conn.execute("SELECT * FROM dlock_acquire_v2(%s, %s, 'me/-/x', 'me', NULL, NULL,"
-                         " %s, false)", (*names, ninety_five_years))
+            conn.execute(
+                "SELECT * FROM dlock_acquire_v2(%s, %s, 'me/-/x', 'me', NULL, NULL, %s, false)",
+                (*names, ninety_five_years),
+            )
 
 
 def test_without_the_owner_token_nobody_renews_releases_or_expires_a_lock(as_lock_user, names):
@@ -89,17 +91,23 @@ def test_without_the_owner_token_nobody_renews_releases_or_expires_a_lock(as_loc
             # What a lock user can read: the lock, its fence and its log row, not the owner.
             fence, log_id = conn.execute(
                 "SELECT fence, log_id FROM queue_locks WHERE queue_name = %s AND job_name = %s",
-                names).fetchone()
+                names,
+            ).fetchone()
             guess = f"holder/-/{'0' * 32}"
-            assert conn.execute("SELECT dlock_release_v2(%s, %s, %s, %s, %s, 'Completed', 'x')",
-                                (*names, guess, fence, log_id)).fetchone() == ("lost",)
+            assert conn.execute(
+                "SELECT dlock_release_v2(%s, %s, %s, %s, %s, 'Completed', 'x')",
+                (*names, guess, fence, log_id),
+            ).fetchone() == ("lost",)
             assert conn.execute(
                 "SELECT outcome FROM dlock_renew_all_v1(%s, %s, %s, %s, %s)",
-                ([names[0]], [names[1]], [guess], [fence], [0.001])).fetchone() == ("lost",)
-            conn.execute("SELECT dlock_abandon_v2(%s, %s, %s, 'me', NULL, 's', 'x')",
-                         (*names, guess))
-            assert conn.execute("SELECT dlock_still_held_v1(%s, %s, %s, %s)",
-                                (*names, guess, fence)).fetchone() == (False,)
+                ([names[0]], [names[1]], [guess], [fence], [0.001]),
+            ).fetchone() == ("lost",)
+            conn.execute(
+                "SELECT dlock_abandon_v2(%s, %s, %s, 'me', NULL, 's', 'x')", (*names, guess)
+            )
+            assert conn.execute(
+                "SELECT dlock_still_held_v1(%s, %s, %s, %s)", (*names, guess, fence)
+            ).fetchone() == (False,)
         assert tables.lock_row(*names) == before, "the live lock was touched"
         assert tables.statuses(*names)[0] == "Processing"
         held.ensure_held()

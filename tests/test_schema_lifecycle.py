@@ -34,13 +34,30 @@ EARLIER_RELEASES = [
 def test_a_built_wheel_migrates_outside_the_checkout(default_databases, tmp_path):
     # Built from a copy: setuptools writes build/ and *.egg-info into the tree it builds.
     source = tmp_path / "source"
-    shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "*.egg-info", "__pycache__", ".embedded-pg", ".dagster-home"))
+    shutil.copytree(
+        PROJECT_ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "build", "*.egg-info", "__pycache__", ".embedded-pg", ".dagster-home"
+        ),
+    )
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheels), str(source)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     [wheel] = wheels.glob("*.whl")
     shipped = zipfile.ZipFile(wheel).namelist()
@@ -54,23 +71,43 @@ def test_a_built_wheel_migrates_outside_the_checkout(default_databases, tmp_path
     python = venv / "bin" / "python"
     # Nothing may lead the new environment back to the checkout.
     clean_env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          check=True, capture_output=True, text=True, env=clean_env).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=clean_env,
+    ).stdout.strip()
     Path(site, "reuse_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True, timeout=300, env=clean_env)
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=clean_env,
+    )
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    where = subprocess.run([python, "-c", "import resources; print(resources.__file__)"],
-                           cwd=elsewhere, check=True, capture_output=True, text=True,
-                           env=clean_env)
+    where = subprocess.run(
+        [python, "-c", "import resources; print(resources.__file__)"],
+        cwd=elsewhere,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=clean_env,
+    )
     assert where.stdout.startswith(site), "the test must exercise the installed wheel"
 
     url = default_databases.create(migrated=False)
-    migrated = subprocess.run([venv / "bin" / "dlock", "migrate", "--database-url", url],
-                              cwd=elsewhere, capture_output=True, text=True, timeout=120,
-                              env=clean_env)
+    migrated = subprocess.run(
+        [venv / "bin" / "dlock", "migrate", "--database-url", url],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env,
+    )
     assert migrated.returncode == 0, migrated.stderr
     assert "Applied 7 migration(s)" in migrated.stdout
     assert Tables(url).query("SELECT count(*) FROM pg_proc WHERE proname = 'dlock_acquire_v1'")
@@ -80,9 +117,7 @@ def test_current_code_works_beside_a_next_version(default_databases, names):
     url = default_databases.create()
     tables = Tables(url)
     tables.query(NEXT_VERSION_MIGRATION.read_text())
-    assert tables.query("SELECT count(*) FROM pg_proc WHERE proname = 'dlock_release_v3'") == [
-        (1,)
-    ]
+    assert tables.query("SELECT count(*) FROM pg_proc WHERE proname = 'dlock_release_v3'") == [(1,)]
     with DistributedLock(url, app_id="current").hold(*names, slot="tick-1") as held:
         assert held.acquired
     assert tables.statuses(*names) == ["Completed"]
@@ -104,8 +139,9 @@ def test_a_missing_function_is_refused_before_any_lock_call(default_databases, n
 def _release_source(release: tuple[str, str], destination: Path) -> Path:
     tag, commit = release
     for ref in (tag, commit):
-        archive = subprocess.run(["git", "-C", str(PROJECT_ROOT), "archive", ref],
-                                 capture_output=True)
+        archive = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "archive", ref], capture_output=True
+        )
         if archive.returncode == 0:
             destination.mkdir()
             subprocess.run(["tar", "-x", "-C", str(destination)], input=archive.stdout, check=True)
@@ -114,8 +150,9 @@ def _release_source(release: tuple[str, str], destination: Path) -> Path:
 
 
 @pytest.mark.parametrize("release", EARLIER_RELEASES, ids=[tag for tag, _ in EARLIER_RELEASES])
-def test_an_earlier_release_runs_against_a_database_migrated_to_head(default_databases, names,
-                                                                      tmp_path, release):
+def test_an_earlier_release_runs_against_a_database_migrated_to_head(
+    default_databases, names, tmp_path, release
+):
     """During a rollout the old code servers keep running on the migrated schema, on locks the
     new code has used (and freed) too."""
     url = default_databases.create()
@@ -137,9 +174,14 @@ def test_an_earlier_release_runs_against_a_database_migrated_to_head(default_dat
         with lock.hold({used_by_new[0]!r}, {used_by_new[1]!r}) as shared:
             assert shared.acquired, shared
     """)
-    result = subprocess.run([sys.executable, "-c", cycle], cwd=old_code, capture_output=True,
-                            text=True, timeout=120, env={"PYTHONPATH": str(old_code),
-                                                         "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", cycle],
+        cwd=old_code,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(old_code), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert Tables(url).statuses(*names) == ["Completed", "Exited"]
     # The new code sees the old code's slot as done: both speak one protocol.

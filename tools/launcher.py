@@ -62,8 +62,11 @@ def database_urls() -> Iterator[tuple[str, str]]:
         yield lock_url, dagster_url
         return
     if lock_url or dagster_url:
-        have, missing = (("LOCK_DATABASE_URL", "DAGSTER_PG_URL") if lock_url
-                         else ("DAGSTER_PG_URL", "LOCK_DATABASE_URL"))
+        have, missing = (
+            ("LOCK_DATABASE_URL", "DAGSTER_PG_URL")
+            if lock_url
+            else ("DAGSTER_PG_URL", "LOCK_DATABASE_URL")
+        )
         raise SystemExit(
             f"launcher: {have} is set but {missing} is not. Set both (the lock's database and "
             "Dagster's storage), or neither to use the embedded PostgreSQL."
@@ -78,10 +81,18 @@ def database_urls() -> Iterator[tuple[str, str]]:
         # pgserver picks its Unix-socket folder at start; the URI carries it as ?host=...
         given = make_url(server.get_uri())
         # pgserver's URI carries an empty password, which would print as a masked one.
-        uri = URL.create(given.drivername, username=given.username, host=given.host,
-                         port=given.port, database=given.database, query=given.query)
-        yield (uri.set(drivername="postgresql+psycopg").render_as_string(hide_password=False),
-               uri.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False))
+        uri = URL.create(
+            given.drivername,
+            username=given.username,
+            host=given.host,
+            port=given.port,
+            database=given.database,
+            query=given.query,
+        )
+        yield (
+            uri.set(drivername="postgresql+psycopg").render_as_string(hide_password=False),
+            uri.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False),
+        )
     finally:
         server.cleanup()
 
@@ -94,8 +105,12 @@ def prepare_dagster_home() -> Path:
 
 
 def child_env(lock_url: str, dagster_url: str) -> dict[str, str]:
-    return {**os.environ, "LOCK_DATABASE_URL": lock_url, "DAGSTER_PG_URL": dagster_url,
-            "DAGSTER_HOME": str(DAGSTER_HOME)}
+    return {
+        **os.environ,
+        "LOCK_DATABASE_URL": lock_url,
+        "DAGSTER_PG_URL": dagster_url,
+        "DAGSTER_HOME": str(DAGSTER_HOME),
+    }
 
 
 def _default_signals() -> None:
@@ -106,8 +121,9 @@ def _default_signals() -> None:
 
 def spawn(command: list[str], **popen: Any) -> subprocess.Popen:
     """A child in a process group of its own, so stopping it reaches its whole tree."""
-    return subprocess.Popen(command, start_new_session=True, preexec_fn=_default_signals,
-                            cwd=PROJECT, **popen)
+    return subprocess.Popen(
+        command, start_new_session=True, preexec_fn=_default_signals, cwd=PROJECT, **popen
+    )
 
 
 def _stop_group(child: subprocess.Popen) -> None:
@@ -139,8 +155,7 @@ def wait_all(children: list[subprocess.Popen]) -> list[int]:
 
 def run_heartbeat_pair(lock_url: str, env: dict[str, str]) -> int:
     """Fire both instances' heartbeat_job for one fresh slot at once, as two daemons would."""
-    subprocess.run([DAGSTER, "instance", "migrate"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([DAGSTER, "instance", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     tick = datetime.now(timezone.utc)
     tags = json.dumps({SCHEDULED_TIME_TAG: tick.isoformat()})
     logs = DAGSTER_HOME / "logs"
@@ -151,11 +166,24 @@ def run_heartbeat_pair(lock_url: str, env: dict[str, str]) -> int:
         log_file = logs / f"{tick:%Y%m%dT%H%M%S%f}-{instance}.log"
         log_files.append(log_file)
         with log_file.open("w") as out:
-            children.append(spawn(
-                [DAGSTER, "job", "execute", "-m", f"orchestration.{instance}",
-                 "-j", "heartbeat_job", "--tags", tags],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            ))
+            children.append(
+                spawn(
+                    [
+                        DAGSTER,
+                        "job",
+                        "execute",
+                        "-m",
+                        f"orchestration.{instance}",
+                        "-j",
+                        "heartbeat_job",
+                        "--tags",
+                        tags,
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     codes = wait_all(children)
     for instance, code, log_file in zip(INSTANCES, codes, log_files, strict=True):
         if code != 0:
@@ -186,8 +214,9 @@ def run_dev(lock_url: str, dagster_url: str, env: dict[str, str]) -> int:
     print("DAGSTER_HOME:                       ", DAGSTER_HOME)
     print("In another terminal, export these three to use `dagster schedule ...` or `dlock`.")
     print("UI: http://127.0.0.1:3000", flush=True)
-    child = spawn([DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3000"],
-                  env=env)
+    child = spawn(
+        [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3000"], env=env
+    )
     return wait_all([child])[0]
 
 

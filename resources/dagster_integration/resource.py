@@ -118,8 +118,14 @@ class DistributedLockResource(dg.ConfigurableResource):
         lease_seconds: float | None = None,
     ) -> AbstractContextManager[Held]:
         """Hold the lock `(queue_name, job_name)` for a block; see `DistributedLock.hold`."""
-        return self._core().hold(queue_name, job_name, slot, run_id,
-                                 wait_seconds=wait_seconds, lease_seconds=lease_seconds)
+        return self._core().hold(
+            queue_name,
+            job_name,
+            slot,
+            run_id,
+            wait_seconds=wait_seconds,
+            lease_seconds=lease_seconds,
+        )
 
     def connection(self) -> AbstractContextManager[psycopg.Connection]:
         """A pooled autocommit psycopg connection to the lock database (for fenced writes)."""
@@ -137,22 +143,34 @@ class DistributedLockResource(dg.ConfigurableResource):
             )
         target = lock_target(context, job_name)
         partitioned = target.slot_kind == "partition"
-        wait = (check_seconds("partition_wait_seconds", self.partition_wait_seconds,
-                              maximum=MAX_LEASE_SECONDS, allow_zero=True)
-                if partitioned else 0.0)
-        with self.hold(queue_name, target.job_name, target.slot, target.run_id,
-                       wait_seconds=wait) as held:
+        wait = (
+            check_seconds(
+                "partition_wait_seconds",
+                self.partition_wait_seconds,
+                maximum=MAX_LEASE_SECONDS,
+                allow_zero=True,
+            )
+            if partitioned
+            else 0.0
+        )
+        with self.hold(
+            queue_name, target.job_name, target.slot, target.run_id, wait_seconds=wait
+        ) as held:
             if not held.acquired:
                 summary = describe_not_acquired(held)
                 if held.reason == "held" and partitioned:
                     raise LockTimeout(
                         f"{summary}; waited {wait:g} s for it to finish. Partition "
                         f"{target.slot} was not run: retry the run once the holder is done.",
-                        queue_name=queue_name, job_name=target.job_name,
+                        queue_name=queue_name,
+                        job_name=target.job_name,
                     )
                 if held.reason == "held" and self.on_held == "fail":
-                    raise LockHeld(f"{summary} (on_held is 'fail')",
-                                   queue_name=queue_name, job_name=target.job_name)
+                    raise LockHeld(
+                        f"{summary} (on_held is 'fail')",
+                        queue_name=queue_name,
+                        job_name=target.job_name,
+                    )
                 context.log.info("Skipped: %s", summary)
             yield held
 

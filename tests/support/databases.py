@@ -66,7 +66,8 @@ class Tables:
         return self.query(
             "SELECT status, app_id, fence, slot, remark FROM job_logs"
             " WHERE queue_name = %s AND job_name = %s ORDER BY id",
-            queue_name, job_name,
+            queue_name,
+            job_name,
         )
 
     def statuses(self, queue_name: str, job_name: str) -> list[str]:
@@ -77,7 +78,8 @@ class Tables:
         rows = self.query(
             "SELECT owner, fence, created_time, expires_at FROM queue_locks"
             " WHERE queue_name = %s AND job_name = %s AND owner IS NOT NULL",
-            queue_name, job_name,
+            queue_name,
+            job_name,
         )
         return rows[0] if rows else None
 

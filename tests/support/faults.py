@@ -45,13 +45,22 @@ class PrivateServer:
 
     def url(self, port: int | None = None) -> str:
         """The lock URL of the postgres database, directly or through a proxy's port."""
-        return lock_url(f"postgresql://postgres@127.0.0.1:{port or self.port}/postgres",
-                        "postgres")
+        return lock_url(f"postgresql://postgres@127.0.0.1:{port or self.port}/postgres", "postgres")
 
     def start(self) -> None:
         self._commands.pg_ctl(
-            ["-w", "-o", f"-h 127.0.0.1 -p {self.port} -k {self.pgdata}", "-l",
-             str(self.pgdata / "log"), "start"], pgdata=self.pgdata, user=self.owner, timeout=60)
+            [
+                "-w",
+                "-o",
+                f"-h 127.0.0.1 -p {self.port} -k {self.pgdata}",
+                "-l",
+                str(self.pgdata / "log"),
+                "start",
+            ],
+            pgdata=self.pgdata,
+            user=self.owner,
+            timeout=60,
+        )
 
     def stop(self) -> None:
         self._commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.owner)

@@ -18,9 +18,13 @@ def emit(event: str, **fields: object) -> None:
 
 
 def hold(args: argparse.Namespace) -> int:
-    lock = DistributedLock(args.url, app_id=args.app_id, lease_seconds=args.lease,
-                           connect_timeout_seconds=args.connect_timeout,
-                           statement_timeout_seconds=args.statement_timeout)
+    lock = DistributedLock(
+        args.url,
+        app_id=args.app_id,
+        lease_seconds=args.lease,
+        connect_timeout_seconds=args.connect_timeout,
+        statement_timeout_seconds=args.statement_timeout,
+    )
     slot = datetime.fromisoformat(args.slot) if args.slot_is_time else args.slot
     with lock.hold("warm-up", f"warm-up-{args.app_id}"):
         pass  # connect and check the schema before the race starts
@@ -28,8 +32,9 @@ def hold(args: argparse.Namespace) -> int:
     if args.start_at:
         time.sleep(max(0.0, args.start_at - time.time()))
     try:
-        with lock.hold(args.queue, args.job, slot=slot, run_id=args.run_id,
-                       wait_seconds=args.wait) as held:
+        with lock.hold(
+            args.queue, args.job, slot=slot, run_id=args.run_id, wait_seconds=args.wait
+        ) as held:
             if not held.acquired:
                 emit("not_acquired", reason=held.reason, holder=held.holder)
                 return 0
@@ -39,8 +44,12 @@ def hold(args: argparse.Namespace) -> int:
                 raise RuntimeError("body failed on purpose")
         emit("released")
     except LockError as error:
-        emit("lock_error", kind=type(error).__name__, message=str(error),
-             cause=type(error.__cause__).__name__ if error.__cause__ else None)
+        emit(
+            "lock_error",
+            kind=type(error).__name__,
+            message=str(error),
+            cause=type(error.__cause__).__name__ if error.__cause__ else None,
+        )
         return 3
     except KeyboardInterrupt:
         emit("interrupted")
@@ -50,9 +59,13 @@ def hold(args: argparse.Namespace) -> int:
 
 def fuzz(args: argparse.Namespace) -> int:
     """ShedLock's FuzzTester: read-sleep-write a shared counter only under the lock."""
-    lock = DistributedLock(args.url, app_id=args.app_id, lease_seconds=args.lease,
-                           connect_timeout_seconds=args.connect_timeout,
-                           statement_timeout_seconds=args.statement_timeout)
+    lock = DistributedLock(
+        args.url,
+        app_id=args.app_id,
+        lease_seconds=args.lease,
+        connect_timeout_seconds=args.connect_timeout,
+        statement_timeout_seconds=args.statement_timeout,
+    )
     counter = Path(args.counter)
     done = 0
     for _ in range(args.iterations):

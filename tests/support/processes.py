@@ -26,7 +26,10 @@ class Worker:
         env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
         self.process = subprocess.Popen(
             [sys.executable, str(WORKER_SCRIPT), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         self.seen: list[dict] = []
 
@@ -55,8 +58,15 @@ class Worker:
 
 def dagster(env: dict[str, str], *args: str, executable: str = DAGSTER, **popen):
     """A dagster command run from the project folder, output captured."""
-    return subprocess.Popen([executable, *args], env=env, cwd=PROJECT_ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+    return subprocess.Popen(
+        [executable, *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **popen,
+    )
 
 
 def finish(process, timeout: float = 300) -> tuple[int, str]:
