@@ -37,3 +37,5 @@ GRANT SELECT ON job_logs TO dlock_user;
 -- Operators read everything, the holder's owner token included (`dlock status` shows who
 -- holds what), and change nothing by hand.
 GRANT SELECT ON queue_locks, job_logs TO dlock_operator;
+-- They may let a completed slot run again (`dlock slots reset`): the function writes the audit.
+GRANT EXECUTE ON FUNCTION dlock_reset_slot_v1(text, text, text, text, text) TO dlock_operator;

@@ -230,6 +230,37 @@ def test_failed_slot_may_run_again(lock, other, tables, names):
     assert "RuntimeError: transient" in tables.logs(*names)[0][4]
 
 
+def reset_slot(tables, names, slot: str, remark: str):
+    [(audit_id,)] = tables.query(
+        "SELECT dlock_reset_slot_v1(%s, %s, %s, 'operator@host', %s)", *names, slot, remark
+    )
+    return audit_id
+
+
+def test_a_reset_slot_runs_again_once_and_keeps_its_history(lock, other, tables, names):
+    slot = "2026-11-28"
+    with lock.hold(*names, slot=slot) as first:
+        assert first.acquired
+    assert reset_slot(tables, names, slot, "recompute after the upstream fix") is not None
+    with other.hold(*names, slot=slot) as rerun:
+        assert rerun.acquired
+    with lock.hold(*names, slot=slot) as late:
+        assert not late.acquired and late.reason == "slot_done"
+    logs = tables.logs(*names)
+    assert [row[0] for row in logs] == ["Reset", "Reset", "Completed", "Exited"]
+    retired, audit = logs[0], logs[1]
+    assert "; Completed in " in retired[4] and "reset by job log" in retired[4]
+    assert "recompute after the upstream fix" in audit[4] and audit[1] == "operator@host"
+
+
+def test_resetting_a_slot_that_is_not_completed_writes_nothing(lock, tables, names):
+    with lock.hold(*names, slot="running") as held:
+        assert held.acquired
+        assert reset_slot(tables, names, "running", "too early") is None
+        assert reset_slot(tables, names, "never-run", "no such slot") is None
+    assert tables.statuses(*names) == ["Completed"]
+
+
 def test_same_tick_in_two_time_zones_is_one_slot(lock, other, names):
     tokyo = TICK.astimezone(timezone(timedelta(hours=9)))
     with lock.hold(*names, slot=tokyo):
