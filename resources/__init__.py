@@ -1,5 +1,7 @@
 """Exactly-once guards for Dagster: a lease-based SQL lock with a job log."""
 
+from typing import TYPE_CHECKING
+
 from .errors import (
     LockConfigError,
     LockConnectionError,
@@ -11,6 +13,9 @@ from .errors import (
     LockTimeout,
 )
 from .lock import DistributedLock, Held
+
+if TYPE_CHECKING:
+    from .dagster_integration.resource import DistributedLockResource
 
 
 def __getattr__(name: str) -> object:

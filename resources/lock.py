@@ -221,7 +221,6 @@ class DistributedLock:
                 )
             raise
 
-        log_id = row.log_id
         held = Held(
             queue_name,
             job_name,
@@ -242,8 +241,11 @@ class DistributedLock:
             yield held
             return
 
+        # A grant always carries its fence and its Processing row (dlock_acquire_v2).
+        assert row.fence is not None and row.log_id is not None
+        log_id = row.log_id
         log.debug("Lock %s acquired (fence %s)", label, held.fence)
-        lease_entry = Lease(queue_name, job_name, owner, held.fence, lease)
+        lease_entry = Lease(queue_name, job_name, owner, row.fence, lease)
         renewer = _renewer(database)
         renewer.track(lease_entry)
         started = time.monotonic()

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 import psycopg
 from pydantic import Field, PrivateAttr
 
-from ..errors import LockConfigError, LockHeld, LockTimeout
+from ..errors import LockHeld, LockTimeout
 from ..lock import DistributedLock, Held
 from ..validation import MAX_LEASE_SECONDS, Slot, check_seconds
 from .run_target import lock_target
 
-ON_HELD_CHOICES = ("skip", "fail")
+if TYPE_CHECKING:
+    from .run_target import ExecutionContext
+
+# What a run without a partition does when another run holds the lock.
+OnHeld = Literal["skip", "fail"]
 
 
 class DistributedLockResource(dg.ConfigurableResource):
@@ -85,7 +89,7 @@ class DistributedLockResource(dg.ConfigurableResource):
             "skipped partition is lost data."
         ),
     )
-    on_held: str = Field(
+    on_held: OnHeld = Field(
         default="skip",
         description=(
             "What a run without a partition does when another run holds the lock: 'skip' "
@@ -133,14 +137,9 @@ class DistributedLockResource(dg.ConfigurableResource):
 
     @contextmanager
     def hold_for(
-        self, context: Any, queue_name: str, *, job_name: str | None = None
+        self, context: ExecutionContext, queue_name: str, *, job_name: str | None = None
     ) -> Iterator[Held]:
         """Hold the lock for an op or asset, taking job name, slot and run id from `context`."""
-        if self.on_held not in ON_HELD_CHOICES:
-            raise LockConfigError(
-                f"Incorrect config: DistributedLockResource.on_held must be one of "
-                f"{', '.join(ON_HELD_CHOICES)}, got {self.on_held!r}."
-            )
         target = lock_target(context, job_name)
         partitioned = target.slot_kind == "partition"
         wait = (

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from ..validation import Slot
+
+if TYPE_CHECKING:  # Dagster is imported only by code that has a context to give
+    import dagster as dg
+
+    # What an op body (@dg.op) or an asset body (@dg.asset) is handed.
+    ExecutionContext: TypeAlias = dg.OpExecutionContext | dg.AssetExecutionContext
+
+SlotKind = Literal["partition", "tick", "run_key"]
 
 SCHEDULED_TIME_TAG = ".dagster/scheduled_execution_time"
 RUN_KEY_TAG = "dagster/run_key"
@@ -16,7 +24,7 @@ RUN_KEY_TAG = "dagster/run_key"
 class LockTarget:
     job_name: str
     slot: Slot
-    slot_kind: str | None  # "partition", "tick", "run_key", or None for a manual run
+    slot_kind: SlotKind | None  # None for a manual run, which has no slot
     run_id: str | None
 
 
@@ -27,14 +35,14 @@ def parse_scheduled_time(value: str) -> datetime:
     return tick if tick.tzinfo is not None else tick.replace(tzinfo=timezone.utc)
 
 
-def lock_job_name(context: Any) -> str:
+def lock_job_name(context: ExecutionContext) -> str:
     """The asset key for an asset (every way of running it contends for one lock), else the job."""
     if context.has_assets_def and len(context.assets_def.keys) == 1:
         return context.asset_key.to_user_string()
     return context.job_name
 
 
-def lock_target(context: Any, job_name: str | None = None) -> LockTarget:
+def lock_target(context: ExecutionContext, job_name: str | None = None) -> LockTarget:
     """The slot is the partition key, else the scheduled tick, else the run key, else none."""
     tags, run_id = context.run.tags, context.run.run_id
     name = job_name or lock_job_name(context)
