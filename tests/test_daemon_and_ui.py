@@ -3,20 +3,14 @@ storage, and the webserver showing both locations."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import signal
-import subprocess
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 from orchestration.queues import HEARTBEAT_ASSET_QUEUE, HEARTBEAT_QUEUE
-from support.databases import Tables, free_port
+from support.browser import browser, dagster_services, requires_browser
+from support.databases import Tables
 from support.processes import BIN, dagster, finish
 
 LOCATIONS = ("instance_one", "instance_two")
@@ -137,50 +131,11 @@ mutation { startSchedule(scheduleSelector: {repositoryLocationName: "instance_tw
 """
 
 
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["data"]
-
-
-@contextmanager
-def running_webserver(env: dict[str, str]) -> Iterator[int]:
-    """`dagster-webserver -w workspace.yaml` on a free port, answering; stopped afterwards."""
-    port = free_port()
-    server = dagster(
-        env,
-        "-w",
-        "workspace.yaml",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        executable=str(BIN / "dagster-webserver"),
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=10)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline
-                time.sleep(1)
-        yield port
-    finally:
-        server.send_signal(signal.SIGINT)
-        finish(server, timeout=60)
-
-
 def test_webserver_shows_both_locations_and_toggles_a_schedule(env):
-    with running_webserver(env) as port:
-        workspace = graphql(port, WORKSPACE_QUERY)["workspaceOrError"]
+    with dagster_services(env, daemon=False) as dagster_ui:
+        workspace = dagster_ui.graphql(WORKSPACE_QUERY)["workspaceOrError"]
         # What the UI's schedule toggle sends.
-        started = graphql(port, START_SCHEDULE)["startSchedule"]
+        started = dagster_ui.graphql(START_SCHEDULE)["startSchedule"]
     entries = {
         entry["name"]: entry["locationOrLoadError"] for entry in workspace["locationEntries"]
     }
@@ -197,40 +152,19 @@ def test_webserver_shows_both_locations_and_toggles_a_schedule(env):
     assert schedule_states(env, "instance_two")["heartbeat_job_hourly_schedule"] == "RUNNING"
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def rendered_page(port: int, path: str, profile: Path) -> str:
-    """The page's DOM after its scripts ran, from a real headless Chromium."""
-    result = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=20000",
-            "--dump-dom",
-            f"http://127.0.0.1:{port}{path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return result.stdout
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
+@requires_browser
 def test_browser_shows_both_locations_jobs_and_schedules(env, tmp_path):
-    with running_webserver(env) as port:
-        locations = rendered_page(port, "/locations", tmp_path / "a")
-        automation = rendered_page(port, "/automation", tmp_path / "b")
-        jobs = rendered_page(port, "/locations/instance_two/jobs", tmp_path / "c")
+    with dagster_services(env, daemon=False) as dagster_ui, browser(tmp_path, dagster_ui.url) as ui:
+        ui.page.goto("/locations")
+        ui.see("instance_two")
+        locations = ui.page.content()
+        ui.page.goto("/automation")
+        ui.see("heartbeat_asset_job_hourly_schedule")
+        automation = ui.page.content()
+        ui.page.goto("/locations/instance_two/jobs")
+        ui.see("heartbeat_asset_job")
+        jobs = ui.page.content()
+        ui.shot("jobs")
     assert "instance_one" in locations and "instance_two" in locations
     assert "Loaded" in locations
     assert "heartbeat_job_hourly_schedule" in automation
