@@ -85,6 +85,9 @@ class Dagster:
         return body["data"]
 
 
+# What the UI sends when its "Join the Dagster community" dialog is skipped: without it, the
+# dialog covers the page on 127.0.0.1 for a new instance, and clicks land on it.
+_NUX_SEEN = "mutation { setNuxSeen }"
 _DAEMON_HEALTH = """
 { instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } } }
 """
@@ -153,6 +156,7 @@ def dagster_services(
             running.processes.append(process)
             stack.callback(_stop, process)
         _wait_until(lambda: _answers(f"{running.url}/server_info"), running.processes, "webserver")
+        running.graphql(_NUX_SEEN)
         if daemon:
             _wait_until(lambda: _daemons_healthy(running), running.processes, "daemon")
         yield running
