@@ -131,7 +131,6 @@ mutation { startSchedule(scheduleSelector: {repositoryLocationName: "instance_tw
 """
 
 
-@pytest.mark.xfail(strict=True, reason="bug: both locations define the asset key heartbeat")
 def test_webserver_shows_both_locations_and_toggles_a_schedule(env):
     with dagster_services(env, daemon=False) as dagster_ui:
         workspace = dagster_ui.graphql(WORKSPACE_QUERY)["workspaceOrError"]
@@ -155,7 +154,6 @@ def test_webserver_shows_both_locations_and_toggles_a_schedule(env):
     assert schedule_states(env, "instance_two")["heartbeat_job_hourly_schedule"] == "RUNNING"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the resource's docstring is raw reStructuredText")
 @requires_browser
 def test_browser_shows_locations_jobs_schedules_and_the_lock_resource(env, tmp_path):
     with dagster_services(env, daemon=False) as dagster_ui, browser(tmp_path, dagster_ui.url) as ui:
@@ -221,7 +219,6 @@ RUNS_AND_MATERIALIZATIONS = """
 """
 
 
-@pytest.mark.xfail(strict=True, reason="bug: both locations define the asset key heartbeat")
 @requires_browser
 def test_materialize_button_on_each_instance_contends_for_one_lock(env, tmp_path):
     """Each instance's heartbeat asset has a key of its own (the UI materializes neither when
@@ -235,7 +232,7 @@ def test_materialize_button_on_each_instance_contends_for_one_lock(env, tmp_path
         open_heartbeat_asset(ui, "instance_one")
         # Long enough for the second run to be queued, launched and reach the lock meanwhile.
         materialize_from_launchpad(ui, work_seconds=30)
-        ui.see("Launched run")
+        ui.page.wait_for_url("**/runs/*")  # the launchpad opens the run it launched
         wait_for(lambda: statuses() == ["Processing"], 120, "instance_one's run holding the lock")
         open_heartbeat_asset(ui, "instance_two")
         ui.page.get_by_role("button", name="Materialize").first.click()
