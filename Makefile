@@ -4,15 +4,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test dev bench lint
+.PHONY: install run test test-fast dev bench lint lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# Reinstall only when the project's dependencies change.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+# Reinstall only when the project's dependencies change. Versions come from requirements.lock
+# (made by `make lock`), so every machine installs what CI tested; the embedded extra brings the
+# PostgreSQL binaries that `make run` and the tests start when no server is named.
+$(STAMP): pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev,embedded]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,11 +25,24 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Seconds, no PostgreSQL: the tests in tests/unit.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
 dev: $(STAMP)
 	$(BIN)/python -m tools.launcher dev
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# What CI checks first: lint, format and types.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# After changing a dependency in pyproject.toml: pin every package again.
+lock: $(BIN)/python
+	$(BIN)/python -m pip install -q pip-tools
+	$(BIN)/pip-compile -q --extra dev --extra embedded --strip-extras --no-emit-index-url \
+		--no-emit-find-links --allow-unsafe -o requirements.lock pyproject.toml

@@ -1,4 +1,8 @@
-"""Hourly schedules; HEARTBEAT_CRON overrides the cadence (tests run a tick a minute)."""
+"""Hourly schedules, in UTC.
+
+HEARTBEAT_CRON overrides the cadence (tests run a tick a minute). It changes only the cron: the
+schedules keep their `*_hourly_schedule` names, so commands and the UI find them either way.
+"""
 
 from __future__ import annotations
 

@@ -18,7 +18,15 @@ from support.databases import Tables, ThrowawayDatabases
 from support.processes import DAGSTER, PROJECT_ROOT, Worker
 
 EXTERNAL_URL_ENV = "LOCK_TEST_DATABASE_URL"
+# Tests here need no server and start no process: `pytest -m "not slow"` runs just them.
+UNIT_TESTS = Path(__file__).parent / "unit"
 SERVERS = ["embedded"] + (["external"] if os.environ.get(EXTERNAL_URL_ENV) else [])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if UNIT_TESTS not in item.path.parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -36,14 +36,6 @@ def test_every_module_loads_its_definitions(module_name):
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_job_def("heartbeat_job").description
     assert defs.resolve_job_def("heartbeat_asset_job").description
-    schedules = {s.name: s for s in defs.schedules}
-    assert set(schedules) == {
-        "heartbeat_job_hourly_schedule",
-        "heartbeat_asset_job_hourly_schedule",
-    }
-    for schedule in schedules.values():
-        assert schedule.cron_schedule == "0 * * * *"
-        assert schedule.execution_timezone == "UTC" and schedule.description
     expected_app_id = {
         "orchestration.instance_one": "instance-one",
         "orchestration.instance_two": "instance-two",
@@ -51,20 +43,42 @@ def test_every_module_loads_its_definitions(module_name):
     assert defs.resources["lock"].app_id == expected_app_id
 
 
-def test_heartbeat_cron_overrides_the_cadence():
+def next_ticks(heartbeat_cron: str | None) -> dict[str, list[str]]:
+    """The next two UTC ticks of every schedule after 04:30, loaded in a process whose
+    environment sets HEARTBEAT_CRON only as given (the shell's own never leaks in)."""
     code = (
-        "from orchestration.definitions import defs;"
-        "print({s.cron_schedule for s in defs.schedules})"
+        "from datetime import datetime, timezone\n"
+        "from dagster._utils.schedules import cron_string_iterator\n"
+        "from orchestration.definitions import defs\n"
+        "start = datetime(2026, 11, 28, 4, 30, tzinfo=timezone.utc).timestamp()\n"
+        "for s in defs.schedules:\n"
+        "    ticks = cron_string_iterator(start, s.cron_schedule, s.execution_timezone)\n"
+        "    print(s.name, next(ticks).astimezone(timezone.utc).strftime('%H:%M'),"
+        " next(ticks).astimezone(timezone.utc).strftime('%H:%M'))\n"
     )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT)}
+    if heartbeat_cron:
+        env["HEARTBEAT_CRON"] = heartbeat_cron
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        env={"HEARTBEAT_CRON": "* * * * *", "PATH": "/usr/bin:/bin"},
+        env=env,
         cwd=PROJECT_ROOT,
         check=True,
     ).stdout
-    assert out.strip() == "{'* * * * *'}"
+    return {name: ticks for name, *ticks in (line.split() for line in out.splitlines())}
+
+
+def test_schedules_tick_on_the_hour_in_utc_unless_heartbeat_cron_says_otherwise():
+    names = {"heartbeat_job_hourly_schedule", "heartbeat_asset_job_hourly_schedule"}
+    hourly = next_ticks(None)
+    assert set(hourly) == names
+    assert all(ticks == ["05:00", "06:00"] for ticks in hourly.values())
+    # The override changes the cadence, not the names: tests tick every minute.
+    every_minute = next_ticks("* * * * *")
+    assert set(every_minute) == names
+    assert all(ticks == ["04:30", "04:31"] for ticks in every_minute.values())
 
 
 @pytest.mark.parametrize(
