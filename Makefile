@@ -29,8 +29,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+# The UI's port: `make dev PORT=3001` beside another one.
+PORT ?= 3000
 dev: $(STAMP)
-	$(BIN)/python -m tools.launcher dev
+	$(BIN)/python -m tools.launcher dev --port $(PORT)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -3,6 +3,8 @@ and a key prefix for their assets."""
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from resources import DistributedLockResource
@@ -27,4 +29,16 @@ def build_definitions(
     )
 
 
+def warn_without_lock_database() -> None:
+    """`dagster dev` in the repository's root loads this with nothing set: say so once, in one
+    line, rather than let the first run fail on a missing environment variable."""
+    if not os.environ.get("LOCK_DATABASE_URL"):
+        dg.get_dagster_logger().warning(
+            "LOCK_DATABASE_URL is not set: guarded runs will fail until it names the lock's "
+            "PostgreSQL (postgresql+psycopg://user:password@host:5432/dbname, then "
+            "`dlock migrate`); `make dev` starts an embedded one with everything set."
+        )
+
+
+warn_without_lock_database()
 defs = build_definitions()

@@ -113,7 +113,6 @@ def test_only_one_database_url_is_refused_before_anything_starts(clone, given, m
     assert "Starting the embedded PostgreSQL" not in out
 
 
-@pytest.mark.xfail(strict=True, reason="bug 3: tracebacks and retries")
 @pytest.mark.parametrize("variable", ["LOCK_DATABASE_URL", "DAGSTER_PG_URL"])
 def test_an_unreachable_database_is_one_line_naming_its_variable(
     clone, default_databases, variable
@@ -141,7 +140,6 @@ def test_an_unreachable_database_is_one_line_naming_its_variable(
 RUN_LINE = re.compile(r"reached the lock (?P<gap>[0-9.]+) s (?:after|apart)", flags=re.IGNORECASE)
 
 
-@pytest.mark.xfail(strict=True, reason="bug 6: the beat takes milliseconds; no gap shown")
 def test_run_shows_two_runs_of_one_tick_overlapping(clone, default_databases):
     """The beat works for a few seconds in `make run`, so the two runs overlap as duplicate
     scheduled runs do: the loser finds the slot running, and the gap between them is shown."""
@@ -217,7 +215,6 @@ def background_dev(clone, tmp_path_factory) -> Iterator[BackgroundDev]:
                 process.wait()
 
 
-@pytest.mark.xfail(strict=True, reason="bug 7: no export lines (and no --port)")
 def test_dev_prints_export_lines_another_terminal_can_paste(clone, background_dev):
     exports = exports_from(background_dev.out)
     names = [line.removeprefix("export ").split("=", 1)[0] for line in exports]
@@ -240,7 +237,6 @@ def test_dev_prints_export_lines_another_terminal_can_paste(clone, background_de
     assert "heartbeat_job_hourly_schedule" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="bug 5: a second dev keeps running (and no --port)")
 def test_a_second_dev_on_a_taken_port_is_refused_at_once(clone, background_dev):
     started = time.monotonic()
     second = launcher(clone, newcomer_env(clone), "dev", "--port", str(background_dev.port))
@@ -258,7 +254,6 @@ def test_a_second_dev_on_a_taken_port_is_refused_at_once(clone, background_dev):
     assert "Starting the embedded PostgreSQL" not in out
 
 
-@pytest.mark.xfail(strict=True, reason="bug 5: SIGINT ignored in the background (and no --port)")
 def test_dev_started_in_the_background_stops_on_sigint(background_dev):
     background_dev.process.send_signal(signal.SIGINT)
     try:
@@ -272,7 +267,6 @@ def test_dev_started_in_the_background_stops_on_sigint(background_dev):
         probe.bind(("127.0.0.1", background_dev.port))
 
 
-@pytest.mark.xfail(strict=True, reason="bug 2: the root dagster.yaml needs DAGSTER_PG_URL")
 def test_dagster_commands_work_from_the_root_with_nothing_set(clone, default_databases):
     """`dagster definitions validate` and `dagster job execute -m ...` in the root, as a Dagster
     user types them before reading the Makefile, side by side."""
@@ -296,7 +290,6 @@ def test_dagster_commands_work_from_the_root_with_nothing_set(clone, default_dat
     assert Tables(lock_url).statuses(HEARTBEAT_QUEUE, "heartbeat_job") == ["Completed"]
 
 
-@pytest.mark.xfail(strict=True, reason="bugs 2 and 9: dagster dev fails; temp homes not ignored")
 def test_dagster_dev_from_the_root_serves_the_ui_and_leaves_nothing_untracked(clone):
     port = free_port()
     dev = subprocess.Popen(
