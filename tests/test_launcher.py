@@ -221,20 +221,26 @@ def test_dev_prints_export_lines_another_terminal_can_paste(clone, background_de
     assert names == ["LOCK_DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME"], background_dev.out
     # Another terminal: a shell with nothing set, the lines pasted, then the README's commands.
     pasted = "\n".join(exports)
-    for command in (
-        f"{BIN / 'dlock'} status",
-        f"{DAGSTER} schedule list -w workspace.yaml -l instance_one",
-    ):
-        result = subprocess.run(
+    commands = {
+        "dlock": f"{BIN / 'dlock'} status",
+        "dagster": f"{DAGSTER} schedule list -w workspace.yaml -l instance_one",
+    }
+    shells = {
+        name: subprocess.Popen(
             ["bash", "-c", f"{pasted}\n{command}"],
             cwd=clone,
             env=newcomer_env(clone),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            timeout=120,
         )
-        assert result.returncode == 0, (command, result.stdout, result.stderr)
-    assert "heartbeat_job_hourly_schedule" in result.stdout
+        for name, command in commands.items()
+    }
+    outputs = {name: shell.communicate(timeout=120)[0] for name, shell in shells.items()}
+    for name, shell in shells.items():
+        assert shell.returncode == 0, (commands[name], outputs[name])
+    assert "queue_locks" in outputs["dlock"]
+    assert "heartbeat_job_hourly_schedule" in outputs["dagster"]
 
 
 def test_a_second_dev_on_a_taken_port_is_refused_at_once(clone, background_dev):
@@ -263,15 +269,21 @@ def test_dev_started_in_the_background_stops_on_sigint(background_dev):
     assert code == 130, background_dev.err
     assert "launcher: stopped" in background_dev.err
     assert not answers(f"http://127.0.0.1:{background_dev.port}/server_info")
-    with socket.socket() as probe:  # dagster let go of the port too
+    with socket.socket() as probe:  # nothing listens there any more (TIME_WAIT is fine)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", background_dev.port))
 
 
-def test_dagster_commands_work_from_the_root_with_nothing_set(clone, default_databases):
-    """`dagster definitions validate` and `dagster job execute -m ...` in the root, as a Dagster
-    user types them before reading the Makefile, side by side."""
+def test_dagster_from_the_root_works_with_nothing_set_and_leaves_nothing_untracked(
+    clone, default_databases
+):
+    """What a Dagster user types in the root before reading the Makefile, side by side:
+    `dagster dev` (then stopped hard, as a closed terminal stops it), `dagster definitions
+    validate`, and `dagster job execute -m ...` with only the lock's database set."""
     lock_url = default_databases.create()
+    port = free_port()
     commands = {
+        "dev": ([DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port)], newcomer_env(clone)),
         "validate": ([DAGSTER, "definitions", "validate"], newcomer_env(clone)),
         "execute": (
             [DAGSTER, "job", "execute", "-m", "orchestration.instance_one", "-j", "heartbeat_job"],
@@ -280,38 +292,34 @@ def test_dagster_commands_work_from_the_root_with_nothing_set(clone, default_dat
     }
     running = {
         name: subprocess.Popen(
-            command, cwd=clone, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            command,
+            cwd=clone,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         for name, (command, env) in commands.items()
     }
-    outputs = {name: process.communicate(timeout=300)[0] for name, process in running.items()}
-    for name, process in running.items():
-        assert process.returncode == 0, (name, outputs[name][-3000:])
-    assert Tables(lock_url).statuses(HEARTBEAT_QUEUE, "heartbeat_job") == ["Completed"]
-
-
-def test_dagster_dev_from_the_root_serves_the_ui_and_leaves_nothing_untracked(clone):
-    port = free_port()
-    dev = subprocess.Popen(
-        [DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=clone,
-        env=newcomer_env(clone),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    dev = running.pop("dev")
     try:
+        outputs = {name: process.communicate(timeout=300)[0] for name, process in running.items()}
         deadline = time.monotonic() + 180
         while not answers(f"http://127.0.0.1:{port}/server_info"):
             if dev.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(dev.communicate()[0][-5000:])
+                pytest.fail(f"dagster dev did not serve the UI:\n{dev.communicate()[0][-5000:]}")
             time.sleep(1)
     finally:
         # A hard stop (a closed terminal, a killed container): Dagster cannot clean up.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(dev.pid, signal.SIGKILL)
-    out = dev.communicate(timeout=60)[0]
-    assert "LOCK_DATABASE_URL is not set" in out, out[-3000:]
+        for process in (dev, *running.values()):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    dev_output = dev.communicate(timeout=60)[0]
+    for name, process in running.items():
+        assert process.returncode == 0, (name, outputs[name][-3000:])
+    assert Tables(lock_url).statuses(HEARTBEAT_QUEUE, "heartbeat_job") == ["Completed"]
+    # The code location says what is missing, in one line, before any run fails on it.
+    assert "LOCK_DATABASE_URL is not set" in dev_output, dev_output[-3000:]
     assert list(clone.glob(".tmp_dagster_home_*")), "Dagster's temporary home was left behind"
     assert not [name for name in untracked(clone) if ".tmp_dagster_home_" in name]
