@@ -139,7 +139,8 @@ def check_lock_database(databases: Databases) -> None:
         migrate(databases.lock_url)
     except LockError as error:
         source = "the embedded PostgreSQL" if databases.embedded else "LOCK_DATABASE_URL"
-        raise LauncherError(f"{source}: {_one_line(str(error))} Check LOCK_DATABASE_URL.") from None
+        message = _one_line(str(error)).rstrip(".")
+        raise LauncherError(f"{source}: {message}. Check LOCK_DATABASE_URL.") from None
 
 
 def check_dagster_storage(databases: Databases) -> None:
