@@ -6,8 +6,8 @@ PostgreSQL, and a headless Chromium driven by Playwright.
         ui.page.get_by_role("button", name="Materialize").click()
         ui.shot("after-click")
 
-`env` is what the `dagster_instance_env` fixture returns (a temporary DAGSTER_HOME holding the
-project's dagster.yaml, on a throwaway storage database) plus LOCK_DATABASE_URL. Screenshots go
+`env` is what the `dagster_instance_env` fixture returns (a temporary DAGSTER_HOME holding
+deploy/dagster.yaml, on a throwaway storage database) plus LOCK_DATABASE_URL. Screenshots go
 into the test's tmp_path; a failing block leaves `failure.png` there too.
 
 The browser is Debian's Chromium (`executable_path`): Playwright may not download its own here.
