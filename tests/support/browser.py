@@ -19,18 +19,19 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
 from .databases import free_port
-from .processes import BIN, dagster
+from .processes import BIN, PROJECT_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -67,6 +68,12 @@ class Dagster:
 
     port: int
     processes: list[subprocess.Popen] = field(default_factory=list)
+    outputs: list[IO[str]] = field(default_factory=list)  # each process's, in the same order
+
+    def output(self, index: int = 0) -> str:
+        """What the webserver (0) or the daemon (1) printed so far."""
+        self.outputs[index].seek(0)
+        return self.outputs[index].read()
 
     @property
     def url(self) -> str:
@@ -93,13 +100,13 @@ _DAEMON_HEALTH = """
 """
 
 
-def _wait_until(ready: Callable[[], bool], processes: list[subprocess.Popen], what: str) -> None:
+def _wait_until(ready: Callable[[], bool], running: Dagster, what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while not ready():
-        for process in processes:
+        for index, process in enumerate(running.processes):
             if process.poll() is not None:
-                out = process.stdout.read() if process.stdout else ""
-                raise AssertionError(f"{what}: {process.args[0]} exited early:\n{out[-5000:]}")
+                out = running.output(index)[-5000:]
+                raise AssertionError(f"{what}: {process.args[0]} exited early:\n{out}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not ready within {START_TIMEOUT_SECONDS} s")
         time.sleep(1)
@@ -118,19 +125,23 @@ def _daemons_healthy(dagster_ui: Dagster) -> bool:
     return all(status["healthy"] for status in statuses if status["required"])
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """SIGINT (dagster stops its code servers and run workers), then the whole group."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """SIGINT to all at once (each stops its code servers and run workers), a wait, then
+    SIGKILL to whatever is left in their process groups."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 60
+    for process in processes:
         try:
-            process.communicate(timeout=60)
+            process.communicate(timeout=max(deadline - time.monotonic(), 1))
         except subprocess.TimeoutExpired:
             pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.communicate()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
 
 
 @contextmanager
@@ -143,6 +154,7 @@ def dagster_services(
     port = free_port()
     running = Dagster(port)
     with ExitStack() as stack:
+        stack.callback(_stop, running.processes)
         commands = [
             (
                 "dagster-webserver",
@@ -152,13 +164,25 @@ def dagster_services(
         if daemon:
             commands.append(("dagster-daemon", ["run", "-w", workspace]))
         for executable, args in commands:
-            process = dagster(env, *args, executable=str(BIN / executable), start_new_session=True)
+            # Output into a file, not a pipe nobody reads while the test clicks: a full pipe
+            # would stall the daemon. Read back when one of them dies early.
+            output = tempfile.TemporaryFile(mode="w+")
+            stack.callback(output.close)
+            process = subprocess.Popen(
+                [str(BIN / executable), *args],
+                env=env,
+                cwd=PROJECT_ROOT,
+                text=True,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             running.processes.append(process)
-            stack.callback(_stop, process)
-        _wait_until(lambda: _answers(f"{running.url}/server_info"), running.processes, "webserver")
+            running.outputs.append(output)
+        _wait_until(lambda: _answers(f"{running.url}/server_info"), running, "webserver")
         running.graphql(_NUX_SEEN)
         if daemon:
-            _wait_until(lambda: _daemons_healthy(running), running.processes, "daemon")
+            _wait_until(lambda: _daemons_healthy(running), running, "daemon")
         yield running
 
 
