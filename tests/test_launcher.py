@@ -323,3 +323,20 @@ def test_dagster_from_the_root_works_with_nothing_set_and_leaves_nothing_untrack
     assert "LOCK_DATABASE_URL is not set" in dev_output, dev_output[-3000:]
     assert list(clone.glob(".tmp_dagster_home_*")), "Dagster's temporary home was left behind"
     assert not [name for name in untracked(clone) if ".tmp_dagster_home_" in name]
+
+
+def test_dev_on_your_own_server_masks_passwords_and_exports_only_dagster_home():
+    from tools.launcher import Databases, dev_instructions
+
+    text = dev_instructions(
+        Databases(
+            "postgresql+psycopg://app:s3cret-pw@db:5432/locks",
+            "postgresql+psycopg2://dagster:s3cret-pw@db:5432/dagster",
+            embedded=False,
+        ),
+        port=3001,
+    )
+    assert "s3cret-pw" not in text
+    assert "http://127.0.0.1:3001" in text
+    assert "set LOCK_DATABASE_URL and DAGSTER_PG_URL there as you did here" in text
+    assert [line.split("=")[0] for line in exports_from(text)] == ["export DAGSTER_HOME"]
