@@ -230,8 +230,9 @@ def test_materialize_button_on_each_instance_contends_for_one_lock(env, tmp_path
 
     with dagster_services(env) as dagster_ui, browser(tmp_path, dagster_ui.url) as ui:
         open_heartbeat_asset(ui, "instance_one")
-        # Long enough for the second run to be queued, launched and reach the lock meanwhile.
-        materialize_from_launchpad(ui, work_seconds=30)
+        # Long enough for the second run to be queued, launched and reach the lock meanwhile,
+        # also on a loaded machine (a run worker and its step process each import Dagster).
+        materialize_from_launchpad(ui, work_seconds=45)
         ui.page.wait_for_url("**/runs/*")  # the launchpad opens the run it launched
         wait_for(lambda: statuses() == ["Processing"], 120, "instance_one's run holding the lock")
         open_heartbeat_asset(ui, "instance_two")
