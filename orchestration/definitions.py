@@ -7,15 +7,25 @@ import dagster as dg
 from resources import DistributedLockResource
 
 from .assets import heartbeat, heartbeat_asset_job
+from .checks import stuck_lock_check_job, stuck_lock_check_schedule, stuck_locks_check
 from .jobs import heartbeat_job
+from .retention import dlock_prune, dlock_prune_daily_schedule
 from .schedules import heartbeat_asset_job_hourly_schedule, heartbeat_job_hourly_schedule
 
 
 def build_definitions(app_id: str | None = None) -> dg.Definitions:
+    check = stuck_locks_check(heartbeat.key)
+    check_job = stuck_lock_check_job([check])
     return dg.Definitions(
         assets=[heartbeat],
-        jobs=[heartbeat_job, heartbeat_asset_job],
-        schedules=[heartbeat_job_hourly_schedule, heartbeat_asset_job_hourly_schedule],
+        asset_checks=[check],
+        jobs=[heartbeat_job, heartbeat_asset_job, dlock_prune, check_job],
+        schedules=[
+            heartbeat_job_hourly_schedule,
+            heartbeat_asset_job_hourly_schedule,
+            dlock_prune_daily_schedule,
+            stuck_lock_check_schedule(check_job),
+        ],
         resources={
             "lock": DistributedLockResource(
                 database_url=dg.EnvVar("LOCK_DATABASE_URL"), app_id=app_id

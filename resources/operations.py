@@ -28,18 +28,18 @@ DEFAULT_PRUNE_BATCH = 1000
 # A pruned Completed row lets its slot run again; the server function refuses less than this.
 MIN_PRUNE_SECONDS = 86_400.0
 
-# A holder as operators see it: the owner without its secret token (app id and run id).
-_HOLDER = "regexp_replace(q.owner, '/[^/]*$', '')"
-
-_HELD_LOCKS = f"""
-    SELECT q.queue_name, q.job_name, {_HOLDER}, q.fence, q.log_id, l.slot,
-           q.created_time, q.expires_at,
+# Held means the lock row points at its holder's Processing row; the holder (app id and run id)
+# is read from that row, not from queue_locks.owner, which a lock user may not read (the code
+# location's check runs as one).
+_HELD_LOCKS = """
+    SELECT q.queue_name, q.job_name, coalesce(l.app_id || '/' || coalesce(l.run_id, '-'), '?'),
+           q.fence, q.log_id, l.slot, q.created_time, q.expires_at,
            extract(epoch FROM clock_timestamp() - q.created_time)::float8,
            extract(epoch FROM q.expires_at - clock_timestamp())::float8,
            count(*) OVER ()
       FROM queue_locks q
       LEFT JOIN job_logs l ON l.id = q.log_id
-     WHERE q.owner IS NOT NULL
+     WHERE q.log_id IS NOT NULL
      ORDER BY q.expires_at < clock_timestamp() DESC, q.queue_name, q.job_name
      LIMIT %(limit)s
 """
