@@ -1,4 +1,5 @@
-"""Wires the code location. `defs` is the single-location default; the two instances add an id."""
+"""Wires the code location. `defs` is the single-location default; the two instances add an id
+and a key prefix for their assets."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import dagster as dg
 
 from resources import DistributedLockResource
 
-from .assets import heartbeat, heartbeat_asset_job
+from .assets import build_heartbeat_asset, heartbeat_asset_job
 from .checks import stuck_lock_check_job, stuck_lock_check_schedule, stuck_locks_check
 from .jobs import heartbeat_job
 from .retention import dlock_prune, dlock_prune_daily_schedule
 from .schedules import heartbeat_asset_job_hourly_schedule, heartbeat_job_hourly_schedule
 
 
-def build_definitions(app_id: str | None = None) -> dg.Definitions:
+def build_definitions(
+    app_id: str | None = None, asset_key_prefix: str | None = None
+) -> dg.Definitions:
+    heartbeat = build_heartbeat_asset(asset_key_prefix)
     check = stuck_locks_check(heartbeat.key)
     check_job = stuck_lock_check_job([check])
     return dg.Definitions(

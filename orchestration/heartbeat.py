@@ -74,9 +74,10 @@ def guarded_heartbeat(
     config: HeartbeatConfig,
     lock: DistributedLockResource,
     queue_name: str,
+    job_name: str | None = None,
 ) -> Iterator[dg.Output]:
     """The body of both the op and the asset: beat under the lock, or say why not."""
-    with lock.hold_for(context, queue_name=queue_name) as held:
+    with lock.hold_for(context, queue_name=queue_name, job_name=job_name) as held:
         done = beat(lock, held, config, context.run.run_id) if held.acquired else None
     # Yielded after the lock is released, so a lost lease fails the run before any output.
     # hold_for already told the run what happened (tags, log lines, metadata).

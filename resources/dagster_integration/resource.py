@@ -25,26 +25,28 @@ if TYPE_CHECKING:
 OnHeld = Literal["skip", "fail"]
 
 
+# The docstring is the resource's description, which the UI renders as Markdown.
 class DistributedLockResource(dg.ConfigurableResource):
     """Runs a guarded op at most once at a time and once per slot, across every deployment.
 
     Examples:
-        .. code-block:: python
 
-            defs = dg.Definitions(
-                jobs=[heartbeat_job],
-                resources={
-                    "lock": DistributedLockResource(
-                        database_url=dg.EnvVar("LOCK_DATABASE_URL"), app_id="instance-one"
-                    )
-                },
+    ```python
+    defs = dg.Definitions(
+        jobs=[heartbeat_job],
+        resources={
+            "lock": DistributedLockResource(
+                database_url=dg.EnvVar("LOCK_DATABASE_URL"), app_id="instance-one"
             )
+        },
+    )
 
-            @dg.op
-            def heartbeat(context: dg.OpExecutionContext, lock: DistributedLockResource):
-                with lock.hold_for(context, queue_name="heartbeat-queue") as held:
-                    if held.acquired:
-                        ...
+    @dg.op
+    def heartbeat(context: dg.OpExecutionContext, lock: DistributedLockResource):
+        with lock.hold_for(context, queue_name="heartbeat-queue") as held:
+            if held.acquired:
+                ...
+    ```
     """
 
     database_url: str | None = Field(
