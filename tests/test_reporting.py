@@ -8,6 +8,7 @@ import pytest
 
 from resources import DistributedLockResource
 from resources import operations as ops
+from support.databases import Tables
 
 TICK_TAG = ".dagster/scheduled_execution_time"
 TICK = "2026-11-28T14:00:00+00:00"
@@ -122,3 +123,17 @@ def test_an_asset_carries_lock_metadata_and_a_skip_leaves_an_observation(lock_ur
     assert observation.asset_key == dg.AssetKey("invoices")
     assert observation.metadata["dlock/reason"].value == "held"
     assert observation.description.startswith("Not materialized by this run: Lock billing/invoices")
+
+
+def test_a_directly_invoked_body_still_logs_and_runs(lock_url):
+    """A unit test calling the op with build_op_context has no run to tag: hold_for still holds
+    the lock, and only logs."""
+    with dg.build_op_context(resources={"lock": resource(lock_url)}) as context:
+        assert send_reminders(context) is True
+    assert Tables(lock_url).statuses("billing", "send_reminders") == ["Completed"]
+
+
+@dg.op
+def send_reminders(context: dg.OpExecutionContext, lock: DistributedLockResource):
+    with lock.hold_for(context, queue_name="billing", job_name="send_reminders") as held:
+        return held.acquired

@@ -35,18 +35,31 @@ def _since(moment: datetime | None) -> str:
     return moment.isoformat(timespec="seconds") if moment else ""
 
 
+def _in_a_run(context: ExecutionContext) -> bool:
+    """False for a body invoked directly (a unit test calling the op with build_op_context):
+    there is no run to tag and no materialization to describe, only the log."""
+    try:
+        context.get_step_execution_context()
+    except dg.DagsterError:  # DagsterInvalidPropertyError, not exported
+        return False
+    return True
+
+
 class RunReport:
     """Reports one hold of one op or asset execution to its run."""
 
     def __init__(self, context: ExecutionContext) -> None:
         self._context = context
+        self._in_run = _in_a_run(context)
 
     def _tag(self, **values: object) -> None:
+        if not self._in_run:
+            return
         tags = {f"{TAG_PREFIX}{key}": str(value)[:_MAX_TAG_VALUE] for key, value in values.items()}
         self._context.instance.add_run_tags(self._context.run.run_id, tags)
 
     def _asset_keys(self) -> list[dg.AssetKey]:
-        if not self._context.has_assets_def:
+        if not self._in_run or not self._context.has_assets_def:
             return []
         return sorted(self._context.selected_asset_keys, key=lambda key: key.to_user_string())
 
@@ -59,9 +72,8 @@ class RunReport:
             held.log_id,
         )
         self._tag(outcome="running", holder=held.holder, since=_since(held.since), fence=held.fence)
-        step = self._context.get_step_execution_context()
         for key in self._asset_keys():
-            step.add_asset_metadata(
+            self._context.get_step_execution_context().add_asset_metadata(
                 {
                     "dlock/fence": held.fence,
                     "dlock/acquire_ms": round(acquire_ms, 3),

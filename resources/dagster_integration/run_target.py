@@ -44,7 +44,10 @@ def lock_job_name(context: ExecutionContext) -> str:
 
 def lock_target(context: ExecutionContext, job_name: str | None = None) -> LockTarget:
     """The slot is the partition key, else the scheduled tick, else the run key, else none."""
-    tags, run_id = context.run.tags, context.run.run_id
+    # The op context's run_tags and run_id, not context.run: they also work on a directly invoked
+    # body (tests), and an asset context deprecates its own copies of them.
+    op_context = getattr(context, "op_execution_context", context)
+    tags, run_id = op_context.run_tags, op_context.run_id
     name = job_name or lock_job_name(context)
     if context.has_partition_key:
         return LockTarget(name, context.partition_key, "partition", run_id)
