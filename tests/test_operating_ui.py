@@ -1,6 +1,7 @@
 """An operator in the Dagster UI, clicking as a user does in a real headless Chromium, with the
 webserver and the daemon on the test PostgreSQL: launch the heartbeat job and read the lock's
-run tags, see why a run skipped, toggle the hourly schedule, find the stuck-lock check.
+run tags, see why a run skipped, toggle the hourly schedule, find the stuck-lock check, terminate
+the holder.
 Screenshots of each step are saved in the test's temporary folder."""
 
 from __future__ import annotations
@@ -46,12 +47,20 @@ def launch(ui: Browser, work_seconds: float | None = None) -> str:
     return ui.page.url.rsplit("/", 1)[-1].split("?")[0]
 
 
+def see(ui: Browser, text: str, seconds: float = 120) -> None:
+    """Wait for `text` longer than the harness does: on a loaded machine a run takes a while
+    to start and end."""
+    from playwright.sync_api import expect
+
+    expect(ui.page.get_by_text(text).first).to_be_visible(timeout=seconds * 1000)
+
+
 def run_tags(ui: Browser, run_id: str, *texts: str) -> str:
-    """The run's page once it shows `texts` (the daemon launches the run meanwhile), and its
-    tags as "View tags and config" shows them; returns the dialog's text."""
+    """The run's page once it shows `texts`, and its tags as "View tags and config" shows
+    them; returns the dialog's text."""
     ui.page.goto(f"/runs/{run_id}")
     for text in texts:
-        ui.see(text)
+        see(ui, text)
     ui.page.get_by_role("button", name="View tags and config").click()
     dialog = ui.page.get_by_role("dialog")
     dialog.get_by_text("dlock/outcome").first.wait_for()
@@ -80,12 +89,12 @@ def test_an_operator_reads_and_steers_the_lock_from_the_ui(env, tmp_path):
         assert "dlock/outcome: completed" in tags and f"dlock/holder: instance-one/{first}" in tags
         assert re.search(r"dlock/fence: \d+", tags) and "dlock/since: " in tags
 
-        # A run that holds the lock long enough for a second one to arrive while it works.
-        holder = launch(ui, work_seconds=30)
-        wait_for(lambda: statuses()[-1:] == ["Processing"], 120, "the long run holding the lock")
+        # A run that holds the lock until it is terminated, and one that arrives meanwhile.
+        holder = launch(ui, work_seconds=900)
+        wait_for(lambda: statuses()[-1:] == ["Processing"], 180, "the long run holding the lock")
         skipped = launch(ui)
 
-        # Meanwhile: the hourly schedule on and off by its toggle, and the check on the asset.
+        # While it starts: the hourly schedule on and off by its toggle, the check on the asset.
         ui.page.goto(SCHEDULE)
         toggle = ui.page.locator("tr", has_text="Running").locator("label").first
         toggle.click()
@@ -99,6 +108,7 @@ def test_an_operator_reads_and_steers_the_lock_from_the_ui(env, tmp_path):
         ui.see("Fails when a lock's lease lapsed and nobody took over")
         ui.shot("5-asset-check")
 
+        wait_for(lambda: len(statuses()) == 3, 240, "the second run reaching the lock")
         tags = run_tags(ui, skipped, "Success", "Skipped: Lock heartbeat-queue/heartbeat_job")
         ui.shot("6-skip-reason")
         assert "dlock/outcome: skipped" in tags and "dlock/reason: held" in tags
@@ -107,8 +117,18 @@ def test_an_operator_reads_and_steers_the_lock_from_the_ui(env, tmp_path):
         ui.page.get_by_role("dialog").wait_for(state="detached")
         ui.see(f"Skipped: Lock heartbeat-queue/heartbeat_job: lock held by instance-one/{holder}")
         ui.shot("7-skip-log-line")
-        wait_for(lambda: "Processing" not in statuses(), 120, "the long run finishing")
-    assert statuses() == ["Completed", "Completed", "Exited"]
+
+        # The holder is terminated from its run page: the lock is released, its row says why.
+        ui.page.goto(f"/runs/{holder}")
+        ui.page.get_by_role("button", name="Terminate").first.click()
+        ui.page.get_by_role("dialog").get_by_role("button", name=re.compile("^Terminate")).click()
+        wait_for(lambda: "Processing" not in statuses(), 120, "the terminated run releasing")
+        see(ui, "Canceled")
+        ui.shot("8-terminated")
+    [first_row, holder_row, skipped_row] = tables.logs(HEARTBEAT_QUEUE, "heartbeat_job")
+    assert first_row[0] == "Completed" and skipped_row[0] == "Exited"
+    assert holder_row[0] == "Exited" and "Interrupted" in holder_row[4]
+    assert tables.lock_row(HEARTBEAT_QUEUE, "heartbeat_job") is None
     for step in ("1-launched", "2-run-tags", "3-schedule-on", "5-asset-check", "6-skip-reason"):
         assert (tmp_path / f"{step}.png").stat().st_size > 0
 
