@@ -10,17 +10,28 @@ import dagster as dg
 from resources import DistributedLockResource
 
 from .assets import build_heartbeat_asset, heartbeat_asset_job
+from .checks import stuck_lock_check_job, stuck_lock_check_schedule, stuck_locks_check
 from .jobs import heartbeat_job
+from .retention import dlock_prune, dlock_prune_daily_schedule
 from .schedules import heartbeat_asset_job_hourly_schedule, heartbeat_job_hourly_schedule
 
 
 def build_definitions(
     app_id: str | None = None, asset_key_prefix: str | None = None
 ) -> dg.Definitions:
+    heartbeat = build_heartbeat_asset(asset_key_prefix)
+    check = stuck_locks_check(heartbeat.key)
+    check_job = stuck_lock_check_job([check])
     return dg.Definitions(
-        assets=[build_heartbeat_asset(asset_key_prefix)],
-        jobs=[heartbeat_job, heartbeat_asset_job],
-        schedules=[heartbeat_job_hourly_schedule, heartbeat_asset_job_hourly_schedule],
+        assets=[heartbeat],
+        asset_checks=[check],
+        jobs=[heartbeat_job, heartbeat_asset_job, dlock_prune, check_job],
+        schedules=[
+            heartbeat_job_hourly_schedule,
+            heartbeat_asset_job_hourly_schedule,
+            dlock_prune_daily_schedule,
+            stuck_lock_check_schedule(check_job),
+        ],
         resources={
             "lock": DistributedLockResource(
                 database_url=dg.EnvVar("LOCK_DATABASE_URL"), app_id=app_id

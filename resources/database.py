@@ -177,6 +177,13 @@ class Database:
     def still_held(self, **params: Any) -> bool:
         return bool(self.call(protocol.STILL_HELD, params, what="Checking the lock")[0][0])
 
+    def operator_release_note(self, **params: Any) -> str | None:
+        """Who released this hold on purpose and why, or None if no operator did."""
+        [(note,)] = self.call(
+            protocol.OPERATOR_RELEASE_NOTE, params, what="Reading why the lock was lost"
+        )
+        return note
+
     def renew_leases(self, leases: list[Lease]) -> list[str]:
         """One round trip for every due lease: 'renewed', 'busy' (its row is held by another
         transaction; try again soon) or 'lost', in the order given."""

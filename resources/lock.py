@@ -65,6 +65,8 @@ class Held:
     completed_at: datetime | None = None
     note: str | None = None
     app_id: str = ""
+    # This hold's row in job_logs: the holder's Processing row, or a loser's Exited row.
+    log_id: int | None = None
     _owner: str = field(default="", repr=False)
     _database: Database | None = field(default=None, repr=False)
     # The process that holds it: a forked child shares the memory, never the hold.
@@ -97,12 +99,31 @@ class Held:
         if not self._database.still_held(
             queue_name=self.queue_name, job_name=self.job_name, owner=self._owner, fence=self.fence
         ):
+            released = _operator_release(self._database, self)
+            if released:
+                raise released
             raise LockLost(
                 f"Lock {self.label} was taken over by another holder; fence {self.fence} is no "
                 "longer valid. Stop writing: the successor owns the work now.",
                 queue_name=self.queue_name,
                 job_name=self.job_name,
             )
+
+
+def _operator_release(database: Database, held: Held) -> LockLost | None:
+    """The LockLost to raise when an operator released this hold (`dlock release`), naming them
+    and their reason; None when it was lost otherwise (taken over after the lease lapsed)."""
+    if held.log_id is None:
+        return None
+    note = database.operator_release_note(log_id=held.log_id, fence=held.fence)
+    if note is None:
+        return None
+    return LockLost(
+        f"Lock {held.label} was released on purpose, not by a lapsed lease: {note}. Fence "
+        f"{held.fence} is no longer valid; stop writing.",
+        queue_name=held.queue_name,
+        job_name=held.job_name,
+    )
 
 
 def _renewer(database: Database) -> RenewalWorker:
@@ -233,6 +254,7 @@ class DistributedLock:
             completed_at=row.completed_at,
             note=row.note,
             app_id=app_id,
+            log_id=row.log_id,
             _owner=owner,
             _database=database,
         )
@@ -317,6 +339,9 @@ class DistributedLock:
         if released:
             log.debug("Lock %s released (%s)", held.label, status)
             return
+        by_operator = _operator_release(database, held)
+        if by_operator is not None:
+            raise by_operator from cause
         raise LockLost(
             f"Lock {held.label} was lost while its body ran: another holder took over after the "
             f"lease lapsed (fence {held.fence} is stale). The job log says Exited, not {status}.",

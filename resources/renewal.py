@@ -120,9 +120,12 @@ class RenewalWorker:
         with self._wake:
             tracked = lease in self._leases
             self._leases.discard(lease)
-        if tracked:  # not released meanwhile: someone took it over; the release will say so
+        if tracked:  # not released meanwhile: the release or ensure_held() will say by whom
             log.warning(
-                "Lock %s was taken over by another holder (fence %s lost)", lease.label, lease.fence
+                "Lock %s is no longer held here (fence %s lost): taken over, or released by an "
+                "operator",
+                lease.label,
+                lease.fence,
             )
 
 

@@ -57,6 +57,8 @@ def test_schedules_start_and_stop_from_the_cli(env):
     assert schedule_states(env, "instance_one") == {
         "heartbeat_job_hourly_schedule": "STOPPED",
         "heartbeat_asset_job_hourly_schedule": "RUNNING",
+        "dlock_prune_daily_schedule": "RUNNING",
+        "stuck_lock_check_job_quarter_hourly_schedule": "RUNNING",
     }
     assert set(schedule_states(env, "instance_two").values()) == {"STOPPED"}
 
@@ -146,6 +148,8 @@ def test_webserver_shows_both_locations_and_toggles_a_schedule(env):
         assert {(s["name"], s["cronSchedule"]) for s in repository["schedules"]} == {
             ("heartbeat_job_hourly_schedule", "0 * * * *"),
             ("heartbeat_asset_job_hourly_schedule", "0 * * * *"),
+            ("dlock_prune_daily_schedule", "30 3 * * *"),
+            ("stuck_lock_check_job_quarter_hourly_schedule", "*/15 * * * *"),
         }
         assert [node["assetKey"]["path"] for node in repository["assetNodes"]] == [
             [location_name, "heartbeat"]

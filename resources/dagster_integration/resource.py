@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Literal
@@ -10,9 +11,11 @@ import dagster as dg
 import psycopg
 from pydantic import Field, PrivateAttr
 
-from ..errors import LockHeld, LockTimeout
+from ..database import Database
+from ..errors import LockHeld, LockLost, LockTimeout
 from ..lock import DistributedLock, Held
 from ..validation import MAX_LEASE_SECONDS, Slot, check_seconds
+from .reporting import RunReport
 from .run_target import lock_target
 
 if TYPE_CHECKING:
@@ -133,6 +136,11 @@ class DistributedLockResource(dg.ConfigurableResource):
             lease_seconds=lease_seconds,
         )
 
+    def database(self) -> Database:
+        """The lock database's calls, for operator work in the code location (resources/
+        operations.py: pruning, the stuck-lock check)."""
+        return self._core().database()
+
     def connection(self) -> AbstractContextManager[psycopg.Connection]:
         """A pooled autocommit psycopg connection to the lock database (for fenced writes)."""
         return self._core().connection()
@@ -141,7 +149,8 @@ class DistributedLockResource(dg.ConfigurableResource):
     def hold_for(
         self, context: ExecutionContext, queue_name: str, *, job_name: str | None = None
     ) -> Iterator[Held]:
-        """Hold the lock for an op or asset, taking job name, slot and run id from `context`."""
+        """Hold the lock for an op or asset, taking job name, slot and run id from `context`,
+        and report it to the run (run tags, log lines, asset metadata: see reporting.py)."""
         target = lock_target(context, job_name)
         partitioned = target.slot_kind == "partition"
         wait = (
@@ -154,26 +163,52 @@ class DistributedLockResource(dg.ConfigurableResource):
             if partitioned
             else 0.0
         )
-        with self.hold(
-            queue_name, target.job_name, target.slot, target.run_id, wait_seconds=wait
-        ) as held:
-            if not held.acquired:
-                summary = describe_not_acquired(held)
-                if held.reason == "held" and partitioned:
-                    raise LockTimeout(
-                        f"{summary}; waited {wait:g} s for it to finish. Partition "
-                        f"{target.slot} was not run: retry the run once the holder is done.",
-                        queue_name=queue_name,
-                        job_name=target.job_name,
-                    )
-                if held.reason == "held" and self.on_held == "fail":
-                    raise LockHeld(
-                        f"{summary} (on_held is 'fail')",
-                        queue_name=queue_name,
-                        job_name=target.job_name,
-                    )
-                context.log.info("Skipped: %s", summary)
-            yield held
+        report = RunReport(context)
+        started = time.monotonic()
+        hold = self.hold(queue_name, target.job_name, target.slot, target.run_id, wait_seconds=wait)
+        held: Held | None = None
+        outcome = "completed"
+        try:
+            with hold as held:
+                if not held.acquired:
+                    self._not_acquired(report, held, target.slot, wait, partitioned)
+                else:
+                    report.acquired(held, (time.monotonic() - started) * 1000)
+                try:
+                    yield held
+                except BaseException as error:
+                    outcome = "failed" if isinstance(error, Exception) else "interrupted"
+                    raise
+        except LockLost as lost:
+            if held is not None and held.acquired:
+                report.lost(held, lost)
+            raise
+        if held is not None and held.acquired:
+            report.released(held, outcome)
+
+    def _not_acquired(
+        self, report: RunReport, held: Held, slot: Slot, wait: float, partitioned: bool
+    ) -> None:
+        """Skip and say why, or fail: a partition is never skipped, nor a run on_held='fail'."""
+        summary = describe_not_acquired(held)
+        error: LockHeld | LockTimeout | None = None
+        if held.reason == "held" and partitioned:
+            error = LockTimeout(
+                f"{summary}; waited {wait:g} s for it to finish. Partition {slot} was not run: "
+                "retry the run once the holder is done.",
+                queue_name=held.queue_name,
+                job_name=held.job_name,
+            )
+        elif held.reason == "held" and self.on_held == "fail":
+            error = LockHeld(
+                f"{summary} (on_held is 'fail')",
+                queue_name=held.queue_name,
+                job_name=held.job_name,
+            )
+        if error is not None:
+            report.refused(held, error)
+            raise error
+        report.skipped(held, summary)
 
 
 def describe_not_acquired(held: Held) -> str:
