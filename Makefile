@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast dev bench lint lock
+.PHONY: install run test test-fast dev bench lint lock reliability
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)
 # Seconds, no PostgreSQL: the tests in tests/unit.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+# The reliability scenarios alone (about ten minutes), then RELIABILITY.md's table from what
+# they saw.
+reliability: $(STAMP)
+	RELIABILITY_FIGURES=reliability/figures.json $(BIN)/python -m pytest -m scenario
+	$(BIN)/python -m tools.reliability_report
 
 dev: $(STAMP)
 	$(BIN)/python -m tools.launcher dev
