@@ -34,6 +34,7 @@ from support.deployments import (
     TICK_TAG,
     Deployment,
     Run,
+    StorageTemplate,
     finish_all,
     graphql,
 )
@@ -69,9 +70,9 @@ def tick_key(text: str) -> datetime:
 class TickWindow:
     """Every deployment of scenarios 1, 2 (with and without the guard) and 3, on the same ticks."""
 
-    def __init__(self, databases, folder: Path) -> None:
+    def __init__(self, databases, storages: StorageTemplate, folder: Path) -> None:
         def deployment(name: str, lock_url: str, **env: str) -> Deployment:
-            return Deployment.create(name, databases, folder / name, lock_url, **env)
+            return Deployment.create(name, storages, folder / name, lock_url, **env)
 
         one_instance = databases.create()
         self.duplicate_daemons = deployment("daemons", one_instance, **EVERY_MINUTE)
@@ -102,7 +103,6 @@ class TickWindow:
         self.error: str | None = None
 
     def start(self) -> None:
-        finish_all([d.migrate() for d in self.all])
         for location, port in self.ports.items():
             # The same module served twice, as two locations.
             self.code_servers.code_server(INSTANCES["instance_one"], port, f"grpc-{location}")
@@ -133,8 +133,9 @@ class TickWindow:
         ]
 
     def finish(self) -> None:
-        """Wait until every group has seen TICKS_WANTED ticks launched more than once, with
-        every run of them finished, then stop between two ticks. Done once."""
+        """Wait until every group has TICKS_WANTED ticks launched more than once with every
+        run of them finished, stop the daemons between two ticks, then wait for the runs still
+        going (their run workers outlive the daemon). Done once."""
         if self.stopped_at:
             assert self.error is None, self.error
             return
@@ -155,16 +156,23 @@ class TickWindow:
             for d in self.all:
                 d.stop()
             self.stopped_at = time.time()
+        settle = time.monotonic() + 180
+        while (
+            any(run.status not in FINISHED for d in self.all for run in d.runs())
+            and time.monotonic() < settle
+        ):
+            time.sleep(3)
 
     def _enough_ticks(self) -> bool:
         if not 15 <= datetime.now().second <= 50:  # stop between ticks, not during one
             return False
         for _, deployments in self.groups():
-            by_tick = _runs_by_tick(deployments)
-            shared = [runs for runs in by_tick.values() if len(runs) >= 2]
-            if len(shared) < TICKS_WANTED:
-                return False
-            if any(run.status not in FINISHED for runs in by_tick.values() for run in runs):
+            settled = [
+                runs
+                for runs in _runs_by_tick(deployments).values()
+                if len(runs) >= 2 and all(run.status in FINISHED for run in runs)
+            ]
+            if len(settled) < TICKS_WANTED:
                 return False
         return True
 
@@ -179,8 +187,13 @@ def _runs_by_tick(deployments: list[Deployment]) -> dict[datetime, list[Run]]:
 
 
 @pytest.fixture(scope="module")
-def ticks(request, default_databases, tmp_path_factory) -> Iterator[TickWindow]:
-    window = TickWindow(default_databases, tmp_path_factory.mktemp("ticks"))
+def storages(default_databases, tmp_path_factory) -> StorageTemplate:
+    return StorageTemplate(default_databases, tmp_path_factory.mktemp("storage-template"))
+
+
+@pytest.fixture(scope="module")
+def ticks(request, default_databases, storages, tmp_path_factory) -> Iterator[TickWindow]:
+    window = TickWindow(default_databases, storages, tmp_path_factory.mktemp("ticks"))
     try:
         window.start()
         yield window
@@ -222,7 +235,11 @@ def check_once_per_tick(lock_url: str, deployments: list[Deployment]) -> dict:
         tick_key(slot)
         for (slot,) in tables.query("SELECT slot FROM heartbeats WHERE job_name = %s", JOB)
     )
-    for tick, runs in sorted(by_tick.items()):
+    for tick, launched in sorted(by_tick.items()):
+        # A run still queued when the daemons stopped was never dequeued: nothing of it ran.
+        runs = [run for run in launched if run.status != "QUEUED"]
+        if not runs:
+            continue
         ran = [run for run in runs if run.tags.get("dlock/outcome") != "skipped"]
         assert len(ran) == 1, (
             f"tick {tick}: the body ran in {len(ran)} runs of {len(runs)}; only one may "
@@ -245,92 +262,16 @@ def check_once_per_tick(lock_url: str, deployments: list[Deployment]) -> dict:
     return {
         "ticks launched more than once": len(shared),
         "ticks": len(by_tick),
-        "runs launched": sum(len(runs) for runs in by_tick.values()),
+        "runs launched": sum(run.status != "QUEUED" for runs in by_tick.values() for run in runs),
+        "runs still queued at the stop": sum(
+            run.status == "QUEUED" for runs in by_tick.values() for run in runs
+        ),
         "Completed rows": statuses["Completed"],
         "Exited rows": statuses["Exited"],
         "beats": sum(beats.values()),
         "fences": f"{min(fences)}..{max(fences)}" if fences else "-",
         "lock rows left": 0,
     }
-
-
-def test_scenario_1_two_daemons_on_one_instance(ticks):
-    ticks.finish()
-    deployment = ticks.duplicate_daemons
-    figures = check_once_per_tick(deployment.env["LOCK_DATABASE_URL"], [deployment])
-    per_location_tick = Counter(
-        (run.location, tick_key(run.tick)) for run in deployment.runs() if run.tick
-    )
-    history = Counter(
-        (tick["location"], tick["schedule"], tick["timestamp"])
-        for tick in deployment.ticks()
-        if tick["run_ids"]
-    )
-    assert set(per_location_tick.values()) <= {1, 2}, per_location_tick  # at most one per daemon
-    ticks_seen = sorted({tick for _, tick in per_location_tick})
-    runs_table = ", ".join(
-        f"{tick:%H:%M} " + "/".join(str(per_location_tick[(loc, tick)]) for loc in INSTANCES)
-        for tick in ticks_seen
-    )
-    duplicated = sum(1 for n in per_location_tick.values() if n > 1)
-    figures.update(
-        {
-            "runs per tick (instance_one/instance_two)": runs_table,
-            "location ticks launched twice": f"{duplicated} of {len(per_location_tick)}",
-            "ticks twice in the tick history": sum(1 for n in history.values() if n > 1),
-        }
-    )
-    record(
-        "1",
-        title="Duplicate daemons on one instance",
-        done="Two dagster-daemon processes on one instance and storage; two locations "
-        "(instance_one, instance_two) with heartbeat_job's schedule every minute.",
-        checked="Runs Dagster launched per location and tick, and ticks recorded twice; one "
-        "Completed row per tick, the others Exited naming the holder; one beat per tick; "
-        "every run succeeded; no lock row left.",
-        figures=figures,
-    )
-
-
-def test_scenario_2_two_deployments_share_only_the_lock_database(ticks):
-    ticks.finish()
-    figures = check_once_per_tick(
-        ticks.two_deployments[0].env["LOCK_DATABASE_URL"], ticks.two_deployments
-    )
-    record(
-        "2",
-        title="Two deployments sharing only the lock database",
-        done="Two DAGSTER_HOMEs, each with its own storage database and one daemon "
-        "(instance_one in one, instance_two in the other), one lock database, heartbeat_job "
-        "every minute.",
-        checked="Per tick: one Completed row, the rest Exited naming the holder, one run whose "
-        "body ran (the others skipped), one beat; every run succeeded; no lock row left.",
-        figures=figures,
-    )
-
-
-def test_without_the_guard_scenario_2_fails(ticks):
-    """The same two deployments with the guard switched off (DLOCK_TEST_UNGUARDED=1): the
-    checks of scenario 2 must see the duplicate bodies."""
-    ticks.finish()
-    with pytest.raises(AssertionError, match=r"the body ran in [2-9] runs") as caught:
-        check_once_per_tick(ticks.unguarded[0].env["LOCK_DATABASE_URL"], ticks.unguarded)
-    record_unguarded("2", str(caught.value).splitlines()[0])
-
-
-def test_scenario_3_duplicate_code_servers(ticks):
-    ticks.finish()
-    deployment = ticks.code_servers
-    figures = check_once_per_tick(deployment.env["LOCK_DATABASE_URL"], [deployment])
-    record(
-        "3",
-        title="Duplicate code servers",
-        done="orchestration.instance_one served by two `dagster api grpc` processes, loaded as "
-        "two locations (grpc_server entries), one daemon, heartbeat_job every minute in both.",
-        checked="As scenario 2: one Completed row and one body per tick, the rest Exited "
-        "naming the holder; every run succeeded; no lock row left.",
-        figures=figures,
-    )
 
 
 def record_unguarded(scenario: str, caught: str) -> None:
@@ -348,13 +289,11 @@ def record_unguarded(scenario: str, caught: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def home(default_databases, tmp_path_factory) -> Deployment:
+def home(storages, tmp_path_factory) -> Deployment:
     """A Dagster instance for `dagster job execute` runs; each scenario brings its lock URL."""
-    deployment = Deployment.create(
-        "runs", default_databases, tmp_path_factory.mktemp("runs"), "postgresql://unset/unset"
+    return Deployment.create(
+        "runs", storages, tmp_path_factory.mktemp("runs"), "postgresql://unset/unset"
     )
-    finish_all([deployment.migrate()])
-    return deployment
 
 
 def run_config(folder: Path, name: str, work_seconds: float, **lock: object) -> Path:
@@ -561,12 +500,11 @@ mutation Terminate($runIds: [String!]!, $terminatePolicy: TerminateRunPolicy) {
 
 
 @pytest.fixture(scope="module")
-def webserver(default_databases, tmp_path_factory) -> Iterator[tuple[Deployment, int]]:
+def webserver(default_databases, storages, tmp_path_factory) -> Iterator[tuple[Deployment, int]]:
     deployment = Deployment.create(
-        "ui", default_databases, tmp_path_factory.mktemp("ui"), default_databases.create()
+        "ui", storages, tmp_path_factory.mktemp("ui"), default_databases.create()
     )
     deployment.load_modules({"instance_one": INSTANCES["instance_one"]})
-    finish_all([deployment.migrate()])
     try:
         deployment.daemon()  # dequeues the runs the UI launches
         yield deployment, deployment.webserver()
@@ -720,5 +658,87 @@ def test_scenario_9_bad_input_through_dagster(home, default_databases, password_
         "password on a password-auth cluster (LOCK_DATABASE_URL).",
         checked="Each run fails with a message that says what to fix; no row is written; "
         "the password is in no output, Dagster event, run tag or job log row.",
+        figures=figures,
+    )
+
+
+# --- 1, 2 and 3: they wait for the ticks, so they run last ---------------------------------------
+
+
+def test_scenario_1_two_daemons_on_one_instance(ticks):
+    ticks.finish()
+    deployment = ticks.duplicate_daemons
+    figures = check_once_per_tick(deployment.env["LOCK_DATABASE_URL"], [deployment])
+    per_location_tick = Counter(
+        (run.location, tick_key(run.tick)) for run in deployment.runs() if run.tick
+    )
+    history = Counter(
+        (tick["location"], tick["schedule"], tick["timestamp"])
+        for tick in deployment.ticks()
+        if tick["run_ids"]
+    )
+    assert set(per_location_tick.values()) <= {1, 2}, per_location_tick  # at most one per daemon
+    ticks_seen = sorted({tick for _, tick in per_location_tick})
+    runs_table = ", ".join(
+        f"{tick:%H:%M} " + "/".join(str(per_location_tick[(loc, tick)]) for loc in INSTANCES)
+        for tick in ticks_seen
+    )
+    duplicated = sum(1 for n in per_location_tick.values() if n > 1)
+    figures.update(
+        {
+            "runs per tick (instance_one/instance_two)": runs_table,
+            "location ticks launched twice": f"{duplicated} of {len(per_location_tick)}",
+            "ticks twice in the tick history": sum(1 for n in history.values() if n > 1),
+        }
+    )
+    record(
+        "1",
+        title="Duplicate daemons on one instance",
+        done="Two dagster-daemon processes on one instance and storage; two locations "
+        "(instance_one, instance_two) with heartbeat_job's schedule every minute.",
+        checked="Runs Dagster launched per location and tick, and ticks recorded twice; one "
+        "Completed row per tick, the others Exited naming the holder; one beat per tick; "
+        "every run succeeded; no lock row left.",
+        figures=figures,
+    )
+
+
+def test_scenario_2_two_deployments_share_only_the_lock_database(ticks):
+    ticks.finish()
+    figures = check_once_per_tick(
+        ticks.two_deployments[0].env["LOCK_DATABASE_URL"], ticks.two_deployments
+    )
+    record(
+        "2",
+        title="Two deployments sharing only the lock database",
+        done="Two DAGSTER_HOMEs, each with its own storage database and one daemon "
+        "(instance_one in one, instance_two in the other), one lock database, heartbeat_job "
+        "every minute.",
+        checked="Per tick: one Completed row, the rest Exited naming the holder, one run whose "
+        "body ran (the others skipped), one beat; every run succeeded; no lock row left.",
+        figures=figures,
+    )
+
+
+def test_without_the_guard_scenario_2_fails(ticks):
+    """The same two deployments with the guard switched off (DLOCK_TEST_UNGUARDED=1): the
+    checks of scenario 2 must see the duplicate bodies."""
+    ticks.finish()
+    with pytest.raises(AssertionError, match=r"the body ran in [2-9] runs") as caught:
+        check_once_per_tick(ticks.unguarded[0].env["LOCK_DATABASE_URL"], ticks.unguarded)
+    record_unguarded("2", str(caught.value).splitlines()[0])
+
+
+def test_scenario_3_duplicate_code_servers(ticks):
+    ticks.finish()
+    deployment = ticks.code_servers
+    figures = check_once_per_tick(deployment.env["LOCK_DATABASE_URL"], [deployment])
+    record(
+        "3",
+        title="Duplicate code servers",
+        done="orchestration.instance_one served by two `dagster api grpc` processes, loaded as "
+        "two locations (grpc_server entries), one daemon, heartbeat_job every minute in both.",
+        checked="As scenario 2: one Completed row and one body per tick, the rest Exited "
+        "naming the holder; every run succeeded; no lock row left.",
         figures=figures,
     )
