@@ -203,8 +203,8 @@ def test_scenario_7_failover_to_a_standby(embedded_admin_url, replication):
             link.blackhole()
             work.phase = "standby behind"
             time.sleep(3)
-            link.close()
             primary.crash()
+            link.close()
             work.phase = "failing over"
             standby.promote()
             with psycopg.connect(libpq_url(standby.url()), autocommit=True) as conn:
@@ -277,6 +277,7 @@ PROCESSES = 5
 HOLDERS = 200
 CONTENDERS = 50
 LOAD_SECONDS = 60
+BOUNCER_POOL = 20
 LOAD_LOCK = {"lease": 15, "connect_timeout": 2, "statement_timeout": 2}
 
 
@@ -288,7 +289,9 @@ def connections(admin_url: str) -> int:
     return count - 1  # this one
 
 
-def run_load(url: str, read_url: str, folder: Path, seconds: float, env: dict[str, str]) -> dict:
+def run_load(
+    url: str, read_url: str, folder: Path, seconds: float, env: dict[str, str], pooled: int = 0
+) -> dict:
     """Scenario 8: holders on distinct locks and contenders on one counter lock, side by side
     in several processes; returns the figures, failing on any error or overlap."""
     tables = Tables(read_url)
@@ -352,8 +355,9 @@ def run_load(url: str, read_url: str, folder: Path, seconds: float, env: dict[st
     assert tables.query(
         "SELECT count(*) FROM queue_locks WHERE queue_name = %s AND owner IS NOT NULL", queue
     ) == [(0,)]
-    assert after == baseline, f"{after} connections after the load, {baseline} before"
-    assert kept_alive <= PROCESSES, f"{kept_alive} connections kept by finished threads"
+    # Behind PgBouncer, its pool keeps up to `pooled` server connections open on purpose.
+    assert after <= baseline + pooled, f"{after} connections after the load, {baseline} before"
+    assert kept_alive <= PROCESSES + pooled, f"{kept_alive} connections kept by finished threads"
     return {
         "seconds": seconds,
         "processes": PROCESSES,
@@ -410,10 +414,14 @@ def test_without_the_guard_scenario_8_fails(load_cluster, tmp_path):
 def test_scenario_10_load_behind_pgbouncer(load_cluster, tmp_path):
     if PGBOUNCER is None:
         pytest.skip("the pgbouncer binary is missing (apt-get install pgbouncer)")
-    front = Bouncer(load_cluster.port, load_cluster.owner, pool_size=20, max_client_conn=600)
+    front = Bouncer(
+        load_cluster.port, load_cluster.owner, pool_size=BOUNCER_POOL, max_client_conn=600
+    )
     try:
         through = f"postgresql+psycopg://postgres@127.0.0.1:{front.port}/postgres?pgbouncer=true"
-        figures = run_load(through, load_cluster.url(), tmp_path, LOAD_SECONDS, {})
+        figures = run_load(
+            through, load_cluster.url(), tmp_path, LOAD_SECONDS, {}, pooled=BOUNCER_POOL
+        )
     finally:
         front.stop()
     record(

@@ -124,6 +124,13 @@ class Cluster:
             user=self.owner,
             timeout=120,
         )
+        # Bounded reconnects: a walreceiver stuck connecting to a dead or cut-off primary would
+        # hold up the promotion (the last primary_conninfo in the file wins).
+        with (pgdata / "postgresql.auto.conf").open("a") as conf:
+            conf.write(
+                f"primary_conninfo = 'host=127.0.0.1 port={primary_port} user=postgres "
+                "connect_timeout=2'\n"
+            )
         return Cluster(pgdata=pgdata, password=self.password)
 
     def remove(self) -> None:
