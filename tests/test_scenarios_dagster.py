@@ -673,7 +673,7 @@ def test_scenario_1_two_daemons_on_one_instance(ticks):
         (run.location, tick_key(run.tick)) for run in deployment.runs() if run.tick
     )
     history = Counter(
-        (tick["location"], tick["schedule"], tick["timestamp"])
+        (tick["origin"], tick["schedule"], tick["timestamp"])
         for tick in deployment.ticks()
         if tick["run_ids"]
     )

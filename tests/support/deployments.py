@@ -243,16 +243,17 @@ class Deployment:
         return found
 
     def ticks(self) -> list[dict[str, Any]]:
-        """Schedule ticks in the tick history: instigator, location, timestamp, status, runs."""
+        """Schedule ticks in the tick history: schedule, origin (one per location), timestamp,
+        runs launched."""
         found = []
         for (body,) in self.storage("SELECT tick_body FROM job_ticks WHERE type = 'SCHEDULE'"):
-            data = json.loads(body)["tick_data"]
+            data = json.loads(body)
+            data = data.get("tick_data", data)
             found.append(
                 {
                     "schedule": data.get("instigator_name") or data.get("job_name"),
-                    "location": _find(data, "location_name"),
+                    "origin": data.get("instigator_origin_id") or data.get("job_origin_id"),
                     "timestamp": data["timestamp"],
-                    "status": _find(data, "__enum__"),
                     "run_ids": data.get("run_ids") or [],
                 }
             )

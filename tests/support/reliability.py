@@ -83,4 +83,6 @@ def record(
         fcntl.flock(guard, fcntl.LOCK_EX)
         data = json.loads(path.read_text()) if path.exists() else {"scenarios": {}}
         data["scenarios"][key] = row
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        data["scenarios"] = dict(sorted(data["scenarios"].items()))
+        # Figures keep the order the scenario gave them: the report shows them so.
+        path.write_text(json.dumps(data, indent=2) + "\n")
