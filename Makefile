@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast dev bench lint lock
+.PHONY: install run test test-fast dev bench lint lock reliability
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ test-fast: $(STAMP)
 
 # The UI's port: `make dev PORT=3001` beside another one.
 PORT ?= 3000
+
+# The reliability scenarios alone (about ten minutes), then RELIABILITY.md's table from what
+# they saw.
+reliability: $(STAMP)
+	RELIABILITY_FIGURES=reliability/figures.json $(BIN)/python -m pytest -m scenario
+	$(BIN)/python -m tools.reliability_report
+
 dev: $(STAMP)
 	$(BIN)/python -m tools.launcher dev --port $(PORT)
 
