@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from resources import DistributedLock
 
-from .cycles import APPROACHES, PROJECT, REFERENCE, connect
+from .cycles import APPROACHES, PROJECT, REFERENCE, connect, create_reference_tables
 from .stats import Timing
 
 # fork: workers start in milliseconds; the lock builds a fresh engine in each child.
@@ -65,7 +66,8 @@ def _cycles_for(
         while time.time() < deadline:
             cycle()
             count += 1
-    except Exception:
+    except Exception as error:
+        print(f"{approach} worker {worker}: {error!r}", file=sys.stderr)
         errors += 1
     out.put(([count], errors))
 
@@ -105,6 +107,7 @@ def contention(url: str, processes: int, attempts: int) -> dict[str, Any]:
 def throughput(url: str, workers: int, seconds: float, rounds: int = 2) -> dict[str, Any]:
     """Guarded cycles per second of `workers` processes on distinct locks, for this project and
     for the reference design, in alternating rounds so drift hits both alike."""
+    create_reference_tables(url)
     counts = {PROJECT: 0, REFERENCE: 0}
     errors = 0
     for _ in range(rounds):

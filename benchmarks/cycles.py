@@ -38,6 +38,12 @@ def connect(url: str) -> psycopg.Connection:
     return psycopg.connect(libpq_url(url), autocommit=True)
 
 
+def create_reference_tables(url: str) -> None:
+    """Before workers start: CREATE TABLE IF NOT EXISTS races with itself in parallel."""
+    with connect(url) as conn:
+        conn.execute(REFERENCE_TABLES)
+
+
 def floor(url: str, key: str = "") -> Approach:
     """Two single-row INSERT commits: a durable acquire record and a durable release record."""
     conn = connect(url)
