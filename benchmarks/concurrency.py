@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from resources import DistributedLock
 
-from .cycles import connect
+from .cycles import APPROACHES, PROJECT, REFERENCE, connect, create_reference_tables
 from .stats import Timing
 
 # fork: workers start in milliseconds; the lock builds a fresh engine in each child.
@@ -53,19 +54,20 @@ def _select_one(url: str, attempts: int, start_at: float, out: Any) -> None:
     out.put((samples, errors))
 
 
-def _cycles_for(url: str, worker: int, seconds: float, start_at: float, out: Any) -> None:
-    lock = DistributedLock(url, app_id=f"worker-{worker}")
+def _cycles_for(
+    url: str, approach: str, worker: int, seconds: float, start_at: float, out: Any
+) -> None:
     count, errors = 0, 0
     try:
-        with lock.hold("bench-queue", f"throughput-{worker}"):
-            pass
+        cycle = APPROACHES[approach](url, key=f"-{worker}").cycle
+        cycle()  # warm-up: connect (and check the schema)
         _sleep_until(start_at)
         deadline = start_at + seconds
         while time.time() < deadline:
-            with lock.hold("bench-queue", f"throughput-{worker}") as held:
-                errors += not held.acquired
+            cycle()
             count += 1
-    except Exception:
+    except Exception as error:
+        print(f"{approach} worker {worker}: {error!r}", file=sys.stderr)
         errors += 1
     out.put(([count], errors))
 
@@ -102,7 +104,25 @@ def contention(url: str, processes: int, attempts: int) -> dict[str, Any]:
     }
 
 
-def throughput(url: str, workers: int, seconds: float) -> dict[str, Any]:
-    start_at = time.time() + 1 + workers * 0.05
-    counts, errors = _fan_out(_cycles_for, [(url, n, seconds, start_at) for n in range(workers)])
-    return {"workers": workers, "cycles_per_second": sum(counts) / seconds, "errors": errors}
+def throughput(url: str, workers: int, seconds: float, rounds: int = 2) -> dict[str, Any]:
+    """Guarded cycles per second of `workers` processes on distinct locks, for this project and
+    for the reference design, in alternating rounds so drift hits both alike."""
+    create_reference_tables(url)
+    counts = {PROJECT: 0, REFERENCE: 0}
+    errors = 0
+    for _ in range(rounds):
+        for approach in counts:
+            start_at = time.time() + 1 + workers * 0.05
+            done, failed = _fan_out(
+                _cycles_for, [(url, approach, n, seconds, start_at) for n in range(workers)]
+            )
+            counts[approach] += sum(done)
+            errors += failed
+    project, reference = (counts[name] / (seconds * rounds) for name in (PROJECT, REFERENCE))
+    return {
+        "workers": workers,
+        "cycles_per_second": project,
+        "reference_cycles_per_second": reference,
+        "ratio": project / reference,
+        "errors": errors,
+    }

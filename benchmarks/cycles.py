@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import psycopg
 
@@ -24,11 +26,25 @@ REFERENCE_TABLES = """
 """
 
 
+@dataclass(frozen=True)
+class Approach:
+    """One guarded cycle, and the server backends (process ids) that serve it."""
+
+    cycle: Callable[[], None]
+    backends: Callable[[], list[int]]
+
+
 def connect(url: str) -> psycopg.Connection:
     return psycopg.connect(libpq_url(url), autocommit=True)
 
 
-def floor(url: str) -> Callable[[], None]:
+def create_reference_tables(url: str) -> None:
+    """Before workers start: CREATE TABLE IF NOT EXISTS races with itself in parallel."""
+    with connect(url) as conn:
+        conn.execute(REFERENCE_TABLES)
+
+
+def floor(url: str, key: str = "") -> Approach:
     """Two single-row INSERT commits: a durable acquire record and a durable release record."""
     conn = connect(url)
     conn.execute(REFERENCE_TABLES)
@@ -37,27 +53,28 @@ def floor(url: str) -> Callable[[], None]:
         conn.execute("INSERT INTO floor_rows (note) VALUES ('acquired')")
         conn.execute("INSERT INTO floor_rows (note) VALUES ('released')")
 
-    return cycle
+    return Approach(cycle, lambda: [conn.info.backend_pid])
 
 
-def advisory(url: str) -> Callable[[], None]:
+def advisory(url: str, key: str = "") -> Approach:
     """pg_try_advisory_lock and unlock: no lease, no fence, no log, a pinned connection."""
     conn = connect(url)
+    lock_key = (f"advisory{key}",)
 
     def cycle() -> None:
-        if not conn.execute("SELECT pg_try_advisory_lock(42)").fetchone()[0]:
+        if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", lock_key).fetchone()[0]:
             raise RuntimeError("advisory lock unexpectedly held")
-        conn.execute("SELECT pg_advisory_unlock(42)")
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", lock_key)
 
-    return cycle
+    return Approach(cycle, lambda: [conn.info.backend_pid])
 
 
-def reference(url: str) -> Callable[[], None]:
+def reference(url: str, key: str = "") -> Approach:
     """The .NET reference design on the floor's driver: insert, catch the violation, read and
     delete a stale row, log Processing, then log Completed and delete on completion."""
     conn = connect(url)
     conn.execute(REFERENCE_TABLES)
-    lock_key = ("bench-queue", "reference_job")
+    lock_key = ("bench-queue", f"reference_job{key}")
 
     def acquire() -> bool:
         try:
@@ -93,38 +110,59 @@ def reference(url: str) -> Callable[[], None]:
             "DELETE FROM ref_queue_locks WHERE queue_name = %s AND job_name = %s", lock_key
         )
 
-    return cycle
+    return Approach(cycle, lambda: [conn.info.backend_pid])
 
 
-def project(url: str, job_name: str = "project_job") -> Callable[[], None]:
-    """DistributedLockResource.hold() end to end, job log included."""
+def _lock_backends(url: str) -> Callable[[], list[int]]:
+    """The lock's own connections in this process (its protocol connection and its renewal
+    worker's), found by the application name it gives them; the database is this run's own."""
+
+    def backends() -> list[int]:
+        with connect(url) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'dlock'"
+            ).fetchall()
+        return [pid for (pid,) in rows]
+
+    return backends
+
+
+def project(url: str, key: str = "") -> Approach:
+    """DistributedLock.hold() end to end, job log included."""
     lock = DistributedLock(url, app_id="bench")
+    job_name = f"project_job{key}"
 
     def cycle() -> None:
         with lock.hold("bench-queue", job_name) as held:
             if not held.acquired:
                 raise RuntimeError("project lock unexpectedly held")
 
-    return cycle
+    return Approach(cycle, _lock_backends(url))
 
 
-def project_scheduled(url: str) -> Callable[[], None]:
+def project_scheduled(url: str, key: str = "") -> Approach:
     """The same with a fresh slot every cycle, as each scheduled tick has."""
     lock = DistributedLock(url, app_id="bench")
     ticks = itertools.count()
+    job_name = f"scheduled_job{key}"
+    run = secrets.token_hex(4)  # slots of its own: another instance's ticks are done
 
     def cycle() -> None:
-        with lock.hold("bench-queue", "scheduled_job", slot=f"tick-{next(ticks)}") as held:
+        with lock.hold("bench-queue", job_name, slot=f"tick-{run}-{next(ticks)}") as held:
             if not held.acquired:
                 raise RuntimeError("project lock unexpectedly held")
 
-    return cycle
+    return Approach(cycle, _lock_backends(url))
 
 
-APPROACHES: dict[str, Callable[[str], Callable[[], None]]] = {
-    "floor (2 INSERT commits)": floor,
+FLOOR = "floor (2 INSERT commits)"
+REFERENCE = "reference design"
+PROJECT = "this project"
+APPROACHES: dict[str, Callable[..., Approach]] = {
+    FLOOR: floor,
     "advisory lock": advisory,
-    "reference design": reference,
-    "this project": project,
+    REFERENCE: reference,
+    PROJECT: project,
     "this project, with slot": project_scheduled,
 }

@@ -7,9 +7,10 @@ from typing import Any
 
 from resources import DistributedLock
 
-from .cycles import connect, project
-from .stats import Timing, time_each
+from .cycles import connect, project, project_scheduled
+from .stats import interleaved
 
+# Bulk-loaded in one statement each: generate_series on the server, no round trip per row.
 FILL = (
     """
     INSERT INTO queue_locks (queue_name, job_name, created_time, owner, fence, log_id,
@@ -22,29 +23,49 @@ FILL = (
     INSERT INTO job_logs (app_id, queue_name, job_name, status, remark, fence, slot,
                           created_time, updated_time)
     SELECT 'filler', 'scale-queue', 'job-' || (g %% %(locks)s), 'Completed', 'filler', g,
-           'slot-' || g, clock_timestamp(), clock_timestamp()
+           'slot-' || g, now(), now()
       FROM generate_series(1, %(logs)s) g
 """,
-    "ANALYZE queue_locks",
-    "ANALYZE job_logs",
+    "SELECT setval('job_logs_id_seq', (SELECT max(id) FROM job_logs))",
+    "VACUUM ANALYZE queue_locks",
+    "VACUUM ANALYZE job_logs",
 )
 
 
-def scale(url: str, repetitions: int, locks: int = 100_000, logs: int = 1_000_000) -> dict:
-    cycle = project(url, "scale_job")
-    time_each(cycle, 100)
-    empty = Timing.of(time_each(cycle, repetitions))
+def fill(url: str, locks: int, logs: int) -> float:
+    """Fill the lock table and the job log; the seconds it took."""
+    started = time.monotonic()
     with connect(url) as conn:
         for statement in FILL:
             conn.execute(statement, {"locks": locks, "logs": logs} if "%(" in statement else None)
-    time_each(cycle, 100)
-    full = Timing.of(time_each(cycle, repetitions))
+    return time.monotonic() - started
+
+
+def scale(
+    empty_url: str, full_url: str, repetitions: int, locks: int = 100_000, logs: int = 10_000_000
+) -> dict[str, Any]:
+    """A cycle on an empty database against the same cycle on a full one, interleaved, without
+    and with a slot (each slot claim probes the slot index that the full log fills)."""
+    fill_seconds = fill(full_url, locks, logs)
+    timings = interleaved(
+        {
+            "empty": project(empty_url, "-scale"),
+            "full": project(full_url, "-scale"),
+            "empty, with slot": project_scheduled(empty_url, "-scale"),
+            "full, with slot": project_scheduled(full_url, "-scale"),
+        },
+        repetitions,
+    )
     return {
         "lock_rows": locks,
         "log_rows": logs,
-        "empty_median_ms": empty.median_ms,
-        "full_median_ms": full.median_ms,
-        "ratio": full.median_ms / empty.median_ms,
+        "fill_seconds": fill_seconds,
+        "empty_median_ms": timings["empty"].median_ms,
+        "full_median_ms": timings["full"].median_ms,
+        "ratio": timings["full"].median_ms / timings["empty"].median_ms,
+        "slot_empty_median_ms": timings["empty, with slot"].median_ms,
+        "slot_full_median_ms": timings["full, with slot"].median_ms,
+        "slot_ratio": timings["full, with slot"].median_ms / timings["empty, with slot"].median_ms,
     }
 
 

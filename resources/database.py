@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 
 from . import protocol
 from .connections import (
+    BoundedConnection,
     ConnectionFactory,
     LentConnections,
     ThreadConnections,
@@ -97,7 +98,7 @@ class Database:
             f"{DATABASE_URL_ENV} (or database_url) has the right host, port, user and password."
         )
 
-    def _checked(self, connections: ThreadConnections) -> psycopg.Connection:
+    def _checked(self, connections: ThreadConnections) -> BoundedConnection:
         """A usable connection of this thread, checked against the schema on first use."""
         try:
             conn = connections.get()
@@ -131,9 +132,11 @@ class Database:
     def call(
         self,
         statement: str,
-        params: dict[str, Any],
+        params: dict[str, Any] | tuple[Any, ...],
         *,
         what: str,
+        queue_name: str | None = None,
+        job_name: str | None = None,
         connections: ThreadConnections | None = None,
     ) -> list[Row]:
         """Run one protocol statement and return its rows.
@@ -147,28 +150,66 @@ class Database:
         for attempt in (1, 2):
             conn = self._checked(connections)
             try:
-                return conn.execute(statement, params).fetchall()
+                cursor = conn.protocol_cursor()
+                cursor.execute(statement, params)
+                return cursor.fetchall()
             except psycopg.Error as error:
                 broken = conn.closed or conn.broken
                 if broken:
                     connections.discard(conn)
                 if attempt == 1 and broken:
                     continue
+                if isinstance(params, dict):
+                    queue_name = params.get("queue_name", queue_name)
+                    job_name = params.get("job_name", job_name)
                 raise LockDatabaseError(
                     f"{what} failed in {self.describe()}: {error_summary(error, self.url)}",
-                    queue_name=params.get("queue_name"),
-                    job_name=params.get("job_name"),
+                    queue_name=queue_name,
+                    job_name=job_name,
                 ) from None
         raise AssertionError("unreachable")
 
-    def acquire(self, **params: Any) -> protocol.AcquireResult:
-        return protocol.AcquireResult(
-            *self.call(protocol.ACQUIRE, params, what="Acquiring the lock")[0]
+    def acquire(
+        self,
+        *,
+        queue_name: str,
+        job_name: str,
+        owner: str,
+        app_id: str,
+        run_id: str | None,
+        slot: str | None,
+        lease_seconds: float,
+        record_loser: bool,
+    ) -> protocol.AcquireResult:
+        params = (queue_name, job_name, owner, app_id, run_id, slot, lease_seconds, record_loser)
+        rows = self.call(
+            protocol.ACQUIRE,
+            params,
+            what="Acquiring the lock",
+            queue_name=queue_name,
+            job_name=job_name,
         )
+        return protocol.AcquireResult._make(rows[0])
 
-    def release(self, **params: Any) -> bool:
+    def release(
+        self,
+        *,
+        queue_name: str,
+        job_name: str,
+        owner: str,
+        fence: int,
+        log_id: int,
+        status: str,
+        remark: str,
+    ) -> bool:
         """True when released (now or by an earlier send of this very call), False when lost."""
-        [(outcome,)] = self.call(protocol.RELEASE, params, what="Releasing the lock")
+        [(outcome,)] = self.call(
+            protocol.RELEASE,
+            (queue_name, job_name, owner, fence, log_id, status, remark),
+            what="Releasing the lock",
+            queue_name=queue_name,
+            job_name=job_name,
+        )
         return outcome == "released"
 
     def abandon(self, **params: Any) -> None:
