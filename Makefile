@@ -22,10 +22,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m tools.launcher run
 
-# Four workers on two cores: most tests wait on real processes (daemon ticks, leases), and each
+# Three workers on two cores: most tests wait on real processes (daemon ticks, leases), and each
 # test file runs in one worker so its module fixtures (a daemon, a webserver) start once.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 4 --dist loadfile
+	$(BIN)/python -m pytest -n 3 --dist loadfile
 
 # Seconds, no PostgreSQL: the tests in tests/unit.
 test-fast: $(STAMP)

@@ -239,7 +239,7 @@ def test_dev_prints_export_lines_another_terminal_can_paste(clone, background_de
     outputs = {name: shell.communicate(timeout=120)[0] for name, shell in shells.items()}
     for name, shell in shells.items():
         assert shell.returncode == 0, (commands[name], outputs[name])
-    assert "queue_locks" in outputs["dlock"]
+    assert "Held locks: " in outputs["dlock"]
     assert "heartbeat_job_hourly_schedule" in outputs["dagster"]
 
 

@@ -68,7 +68,7 @@ class StorageTemplate:
         self.databases = databases
         self.url = make_url(databases.create(migrated=False))
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", folder / "dagster.yaml")
+        shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", folder / "dagster.yaml")
         env = {
             **os.environ,
             "DAGSTER_HOME": str(folder),
@@ -111,7 +111,7 @@ class Deployment:
         Dagster's tables already in it."""
         storage = make_url(storages.copy())
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", folder / "dagster.yaml")
+        shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", folder / "dagster.yaml")
         env = {
             **os.environ,
             "PYTHONPATH": str(PROJECT_ROOT),
