@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test dev bench lint
+.PHONY: install run test dev bench lint model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,8 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# The protocol's model (model/dlock.pml) in SPIN: the exhaustive checks (state counts, times),
+# every buggy variant's counterexample, every reachability witness. Needs spin and gcc.
+model:
+	$(PYTHON) -m model.run all

@@ -108,14 +108,17 @@ class ProtocolMachine(RuleBasedStateMachine):
     def lock_row(self) -> tuple | None:
         return self.admin.execute(
             "SELECT owner, fence, log_id, expires_at < clock_timestamp() FROM queue_locks"
-            " WHERE queue_name = %s AND job_name = %s", (QUEUE, JOB)
+            " WHERE queue_name = %s AND job_name = %s",
+            (QUEUE, JOB),
         ).fetchone()
 
     def _acquire(self, holder: int, owner: str, slot: str) -> tuple:
         before = self.lock_row()
-        row = self.conn(holder).execute(
-            ACQUIRE, (QUEUE, JOB, owner, f"app-{holder}", slot, LEASE)
-        ).fetchone()
+        row = (
+            self.conn(holder)
+            .execute(ACQUIRE, (QUEUE, JOB, owner, f"app-{holder}", slot, LEASE))
+            .fetchone()
+        )
         acquired, fence, log_id, reason = row
         if acquired and before is not None and before[0] not in (None, owner):
             # A take-over: only of a lapsed lease; its holder has lost it.
@@ -156,9 +159,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         hold = self.holds[holder]
         if hold is None:
             return
-        [(outcome,)] = self.conn(holder).execute(
-            RENEW, (QUEUE, JOB, hold.owner, hold.fence, LEASE)
-        ).fetchall()
+        [(outcome,)] = (
+            self.conn(holder).execute(RENEW, (QUEUE, JOB, hold.owner, hold.fence, LEASE)).fetchall()
+        )
         # No other transaction is open here, so 'busy' cannot happen.
         assert outcome == ("lost" if hold.owner in self.lost else "renewed")
 
@@ -169,7 +172,8 @@ class ProtocolMachine(RuleBasedStateMachine):
             return
         self.admin.execute(
             "UPDATE queue_locks SET expires_at = clock_timestamp() - interval '1 s'"
-            " WHERE owner = %s", (hold.owner,)
+            " WHERE owner = %s",
+            (hold.owner,),
         )
 
     @rule(holder=holder_ids)
@@ -177,19 +181,23 @@ class ProtocolMachine(RuleBasedStateMachine):
         hold = self.holds[holder]
         if hold is None:
             return
-        row = self.conn(holder).execute(
-            FENCED_WRITE,
-            (f"app-{holder}", QUEUE, JOB, hold.fence, hold.slot, QUEUE, JOB, hold.fence),
-        ).fetchone()
+        row = (
+            self.conn(holder)
+            .execute(
+                FENCED_WRITE,
+                (f"app-{holder}", QUEUE, JOB, hold.fence, hold.slot, QUEUE, JOB, hold.fence),
+            )
+            .fetchone()
+        )
         current = self.lock_row()
         if row is not None:
-            assert current is not None and current[0] == hold.owner, \
+            assert current is not None and current[0] == hold.owner, (
                 "a fenced write was accepted from a holder that is not the current one"
+            )
         else:
             assert hold.owner in self.lost, "the current holder's fenced write was refused"
 
-    @rule(holder=holder_ids, status=st.sampled_from(["Completed", "Failed"]),
-          resend=st.booleans())
+    @rule(holder=holder_ids, status=st.sampled_from(["Completed", "Failed"]), resend=st.booleans())
     def release(self, holder: int, status: str, resend: bool) -> None:
         hold = self.holds[holder]
         if hold is None:
@@ -220,16 +228,20 @@ class ProtocolMachine(RuleBasedStateMachine):
         owner, _, log_id, _ = row
         with self.admin.transaction():
             if delete:
-                self.admin.execute("DELETE FROM queue_locks WHERE queue_name = %s"
-                                   " AND job_name = %s", (QUEUE, JOB))
+                self.admin.execute(
+                    "DELETE FROM queue_locks WHERE queue_name = %s AND job_name = %s", (QUEUE, JOB)
+                )
             else:
                 self.admin.execute(
                     "UPDATE queue_locks SET owner = NULL, log_id = NULL,"
                     " expires_at = clock_timestamp() WHERE queue_name = %s AND job_name = %s",
-                    (QUEUE, JOB))
+                    (QUEUE, JOB),
+                )
             self.admin.execute(
                 "UPDATE job_logs SET status = 'Exited', remark = remark || '; forced release'"
-                " WHERE id = %s AND status = 'Processing'", (log_id,))
+                " WHERE id = %s AND status = 'Processing'",
+                (log_id,),
+            )
         self.lost.add(owner)
 
     # -- invariants, on the tables, after every step ----------------------------------------
@@ -240,7 +252,8 @@ class ProtocolMachine(RuleBasedStateMachine):
             return
         logs = self.admin.execute(
             "SELECT id, status, fence, slot, claims_slot FROM job_logs"
-            " WHERE queue_name = %s AND job_name = %s", (QUEUE, JOB)
+            " WHERE queue_name = %s AND job_name = %s",
+            (QUEUE, JOB),
         ).fetchall()
         row = self.lock_row()
         # At most one claiming (Processing or Completed) row, so at most one Completed, per slot.
@@ -273,8 +286,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         # No slot stays blocked: once every lease has lapsed, each slot not completed can run.
         if not hasattr(self, "holds"):
             return
-        self.admin.execute("UPDATE queue_locks SET expires_at = clock_timestamp()"
-                           " - interval '1 s' WHERE owner IS NOT NULL")
+        self.admin.execute(
+            "UPDATE queue_locks SET expires_at = clock_timestamp()"
+            " - interval '1 s' WHERE owner IS NOT NULL"
+        )
         for slot in SLOTS:
             done = self.admin.execute(
                 "SELECT 1 FROM job_logs WHERE slot = %s AND status = 'Completed'", (slot,)
@@ -286,5 +301,6 @@ class ProtocolMachine(RuleBasedStateMachine):
                 continue
             assert acquired, f"slot {slot} stayed blocked ({reason})"
             [(outcome,)] = self.admin.execute(
-                RELEASE, (QUEUE, JOB, owner, fence, log_id, "Completed", "probe")).fetchall()
+                RELEASE, (QUEUE, JOB, owner, fence, log_id, "Completed", "probe")
+            ).fetchall()
             assert outcome == "released"
