@@ -27,5 +27,5 @@ def test_buggy_variant_gives_a_counterexample(bug: str) -> None:
 
 @pytest.mark.parametrize("witness", run.COVER)
 def test_witness_is_reachable(witness: int) -> None:
-    result = run.find_error([f"-DCOVER={witness}", *run.FULL])
+    result = run.find_error(run.cover_defines(witness))
     assert result.errors >= 1, f"witness {witness} not reached:\n{result.output}"
