@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast dev bench lint lock reliability
+.PHONY: install run test test-fast dev bench lint lock reliability model
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,8 @@ lock: $(BIN)/python
 	$(BIN)/python -m pip install -q pip-tools
 	$(BIN)/pip-compile -q --extra dev --extra embedded --strip-extras --no-emit-index-url \
 		--no-emit-find-links --allow-unsafe -o requirements.lock pyproject.toml
+
+# The protocol's model (model/dlock.pml) in SPIN: the exhaustive checks (state counts, times),
+# every buggy variant's counterexample, every reachability witness. Needs spin and gcc.
+model:
+	$(PYTHON) -m model.run all

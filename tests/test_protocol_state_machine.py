@@ -30,10 +30,10 @@ SLOTS = ("tick-1", "tick-2")
 LEASE = 300.0
 
 ACQUIRE = (
-    "SELECT acquired, fence, log_id, reason FROM dlock_acquire_v2(%s, %s, %s, %s, NULL, %s,"
+    "SELECT acquired, fence, log_id, reason FROM dlock_acquire_v3(%s, %s, %s, %s, NULL, %s,"
     " %s, true)"
 )
-RELEASE = "SELECT dlock_release_v2(%s, %s, %s, %s, %s, %s, %s)"
+RELEASE = "SELECT dlock_release_v3(%s, %s, %s, %s, %s, %s, %s)"
 RENEW = (
     "SELECT outcome FROM dlock_renew_all_v1(ARRAY[%s]::text[], ARRAY[%s]::text[],"
     " ARRAY[%s]::text[], ARRAY[%s]::bigint[], ARRAY[%s]::float8[])"

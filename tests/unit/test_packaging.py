@@ -15,7 +15,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-FIRST_PARTY = {"resources", "orchestration", "benchmarks", "tools", "support", "conftest"}
+FIRST_PARTY = {"resources", "orchestration", "benchmarks", "tools", "model", "support", "conftest"}
 # Import names that differ from their distribution's name.
 DISTRIBUTION_OF = {"yoyo": "yoyo-migrations", "psycopg2": "psycopg2-binary"}
 
