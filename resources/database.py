@@ -162,9 +162,13 @@ class Database:
         raise AssertionError("unreachable")
 
     def acquire(self, **params: Any) -> protocol.AcquireResult:
-        return protocol.AcquireResult(
-            *self.call(protocol.ACQUIRE, params, what="Acquiring the lock")[0]
-        )
+        """dlock_acquire_v2, or dlock_acquire_rerun_v1 when `rerun_remark` says why the slot is
+        re-run on purpose."""
+        if params.get("rerun_remark"):
+            statement, what = protocol.ACQUIRE_RERUN, "Acquiring the lock to re-run its slot"
+        else:
+            statement, what = protocol.ACQUIRE, "Acquiring the lock"
+        return protocol.AcquireResult(*self.call(statement, params, what=what)[0])
 
     def release(self, **params: Any) -> bool:
         """True when released (now or by an earlier send of this very call), False when lost."""

@@ -17,12 +17,20 @@ ACQUIRE = (
     " FROM dlock_acquire_v2(%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s,"
     " %(slot)s, %(lease_seconds)s, %(record_loser)s)"
 )
+# The same, after resetting the slot's Completed row in the same transaction (a re-run on
+# purpose); the reset is undone when the acquire does not succeed.
+ACQUIRE_RERUN = (
+    "SELECT acquired, fence, log_id, reason, holder, since, completed_at, note, reset_id"
+    " FROM dlock_acquire_rerun_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s,"
+    " %(run_id)s, %(slot)s, %(lease_seconds)s, %(record_loser)s, %(rerun_remark)s)"
+)
 
 
 class AcquireResult(NamedTuple):
     """dlock_acquire_v2's row. holder is the app id and run id of whoever has the lock or the
     slot, since when that holder started, completed_at when a done slot completed; note says
-    why the caller did not get it, in the words its Exited row uses."""
+    why the caller did not get it, in the words its Exited row uses; reset_id is the audit row
+    of a re-run on purpose that reset a completed slot (dlock_acquire_rerun_v1)."""
 
     acquired: bool
     fence: int | None
@@ -32,6 +40,8 @@ class AcquireResult(NamedTuple):
     since: datetime | None
     completed_at: datetime | None
     note: str | None
+    # A re-run's audit row (the slot's Completed row it reset), else None.
+    reset_id: int | None = None
 
 
 RELEASE = (
@@ -57,6 +67,7 @@ REQUIRED_FUNCTIONS = (
     "dlock_abandon_v2(text, text, text, text, text, text, text)",
     "dlock_renew_all_v1(text[], text[], text[], bigint[], double precision[])",
     "dlock_still_held_v1(text, text, text, bigint)",
+    "dlock_acquire_rerun_v1(text, text, text, text, text, text, double precision, boolean, text)",
 )
 REQUIRED_TABLES = ("queue_locks", "job_logs")
 
