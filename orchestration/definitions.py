@@ -7,12 +7,13 @@ import dagster as dg
 from resources import DistributedLockResource
 
 from .assets import heartbeat, heartbeat_asset_job
+from .daily_digest import build_digest
 from .jobs import heartbeat_job
 from .schedules import heartbeat_asset_job_hourly_schedule, heartbeat_job_hourly_schedule
 
 
 def build_definitions(app_id: str | None = None) -> dg.Definitions:
-    return dg.Definitions(
+    heartbeats = dg.Definitions(
         assets=[heartbeat],
         jobs=[heartbeat_job, heartbeat_asset_job],
         schedules=[heartbeat_job_hourly_schedule, heartbeat_asset_job_hourly_schedule],
@@ -22,6 +23,9 @@ def build_definitions(app_id: str | None = None) -> dg.Definitions:
             )
         },
     )
+    # The guarded example's asset keys carry the instance's name (instance_one/daily_digest).
+    key_prefix = app_id.replace("-", "_") if app_id else None
+    return dg.Definitions.merge(heartbeats, build_digest(key_prefix))
 
 
 defs = build_definitions()

@@ -2,3 +2,5 @@
 
 HEARTBEAT_QUEUE = "heartbeat-queue"
 HEARTBEAT_ASSET_QUEUE = "heartbeat-asset-queue"
+DIGEST_QUEUE = "daily-digest-queue"
+INBOX_QUEUE = "inbox-queue"
