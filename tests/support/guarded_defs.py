@@ -5,6 +5,7 @@ the `dagster` CLI (`-m support.guarded_defs`). Each body records its work as a f
 # No `from __future__ import annotations`: Dagster reads these annotations.
 
 import time
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -28,10 +29,16 @@ class WorkConfig(dg.Config):
 
     seconds: float = Field(default=0.0, description="Seconds the work takes.")
     fail: bool = Field(default=False, description="Raise instead of finishing the work.")
+    gate: str = Field(
+        default="", description="A file the work waits for (at most 300 s) before it ends."
+    )
 
 
 def work(context, lock: DistributedLockResource, held: Held, config: WorkConfig, who: str) -> int:
     time.sleep(config.seconds)
+    deadline = time.monotonic() + 300
+    while config.gate and not Path(config.gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     if config.fail:
         raise RuntimeError(f"{who} failed on purpose")
     with lock.connection() as conn:
