@@ -11,20 +11,42 @@ from resources import DistributedLockResource
 from .heartbeat import HeartbeatConfig, guarded_heartbeat
 from .queues import HEARTBEAT_ASSET_QUEUE
 
+# The lock every heartbeat asset takes, whatever its key: each instance's asset has a key of its
+# own (one workspace refuses to materialize a key that two locations define), and still the two
+# exclude each other.
+HEARTBEAT_ASSET_LOCK_JOB = "heartbeat"
+HEARTBEAT_GROUP = "heartbeat"
 
-@dg.asset(
-    output_required=False,
-    description="The latest heartbeat; materialized only by the run that held the lock.",
-)
-def heartbeat(
-    context: dg.AssetExecutionContext, config: HeartbeatConfig, lock: DistributedLockResource
-) -> Iterator[dg.Output]:
-    # The lock's job name is the asset key, whatever Dagster job runs the asset.
-    yield from guarded_heartbeat(context, config, lock, HEARTBEAT_ASSET_QUEUE)
 
+def build_heartbeat_asset(key_prefix: str | None = None) -> dg.AssetsDefinition:
+    """The heartbeat asset, keyed `<key_prefix>/heartbeat` (or `heartbeat`)."""
+
+    @dg.asset(
+        name="heartbeat",
+        key_prefix=key_prefix,
+        group_name=HEARTBEAT_GROUP,
+        output_required=False,
+        description=(
+            "The latest heartbeat; materialized only by the run that held the lock "
+            f"'{HEARTBEAT_ASSET_QUEUE}/{HEARTBEAT_ASSET_LOCK_JOB}', which every instance's "
+            "heartbeat asset takes."
+        ),
+    )
+    def heartbeat(
+        context: dg.AssetExecutionContext, config: HeartbeatConfig, lock: DistributedLockResource
+    ) -> Iterator[dg.Output]:
+        yield from guarded_heartbeat(
+            context, config, lock, HEARTBEAT_ASSET_QUEUE, job_name=HEARTBEAT_ASSET_LOCK_JOB
+        )
+
+    return heartbeat
+
+
+heartbeat = build_heartbeat_asset()
 
 heartbeat_asset_job = dg.define_asset_job(
     "heartbeat_asset_job",
-    selection=[heartbeat],
+    # By group, so the job picks up this location's heartbeat whatever its key prefix.
+    selection=dg.AssetSelection.groups(HEARTBEAT_GROUP),
     description="Materializes the heartbeat asset, exactly once per tick across every instance.",
 )

@@ -78,7 +78,7 @@ def build_digest(key_prefix: str | None) -> dg.Definitions:
         minimum_interval_seconds=10,
         description=f"A run per file in {INBOX_ENV}, keyed by its name: each imported once.",
     )
-    def inbox_sensor(context: dg.SensorEvaluationContext):
+    def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason | list[dg.RunRequest]:
         inbox = os.environ.get(INBOX_ENV)
         if not inbox or not Path(inbox).is_dir():
             return dg.SkipReason(f"{INBOX_ENV} does not name a folder")

@@ -74,29 +74,17 @@ def guarded_heartbeat(
     config: HeartbeatConfig,
     lock: DistributedLockResource,
     queue_name: str,
+    job_name: str | None = None,
 ) -> Iterator[dg.Output]:
     """The body of both the op and the asset: beat under the lock, or say why not."""
-    with lock.hold_for(context, queue_name=queue_name) as held:
+    with lock.hold_for(context, queue_name=queue_name, job_name=job_name) as held:
         done = beat(lock, held, config, context.run.run_id) if held.acquired else None
     # Yielded after the lock is released, so a lost lease fails the run before any output.
+    # hold_for already told the run what happened (tags, log lines, metadata).
     if done is None:
-        report_skip(context, held)
         return
     report_beat(context, done)
     yield dg.Output(done, metadata=done)
-
-
-def report_skip(context: dg.OpExecutionContext | dg.AssetExecutionContext, held: Held) -> None:
-    """Say why no work was done in run tags the UI shows (`hold_for` already logged it)."""
-    context.instance.add_run_tags(
-        context.run.run_id,
-        {
-            "dlock/outcome": "skipped",
-            "dlock/reason": held.reason or "",
-            "dlock/holder": held.holder or "",
-            "dlock/since": held.since.isoformat(timespec="seconds") if held.since else "",
-        },
-    )
 
 
 def report_beat(
@@ -108,11 +96,4 @@ def report_beat(
         done["instance"],
         done["slot"],
         done["fence"],
-    )
-    context.instance.add_run_tags(
-        context.run.run_id,
-        {
-            "dlock/outcome": "completed",
-            "dlock/fence": str(done["fence"]),
-        },
     )

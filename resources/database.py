@@ -8,7 +8,6 @@ sent once more on a fresh connection without doing its work twice.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from .errors import (
     LockDatabaseError,
     LockError,
 )
+from .per_process import PerProcess
 from .renewal import Lease
 from .schema_check import check_schema
 from .urls import (
@@ -181,6 +181,13 @@ class Database:
     def still_held(self, **params: Any) -> bool:
         return bool(self.call(protocol.STILL_HELD, params, what="Checking the lock")[0][0])
 
+    def operator_release_note(self, **params: Any) -> str | None:
+        """Who released this hold on purpose and why, or None if no operator did."""
+        [(note,)] = self.call(
+            protocol.OPERATOR_RELEASE_NOTE, params, what="Reading why the lock was lost"
+        )
+        return note
+
     def renew_leases(self, leases: list[Lease]) -> list[str]:
         """One round trip for every due lease: 'renewed', 'busy' (its row is held by another
         transaction; try again soon) or 'lost', in the order given."""
@@ -198,8 +205,8 @@ class Database:
         return [outcomes[index] for index in range(1, len(leases) + 1)]
 
 
-_databases: dict[tuple[str, float, float], Database] = {}
-_databases_lock = threading.Lock()
+# A forked child builds its own connections (connections.py blinds the inherited sockets).
+_databases: PerProcess[Database] = PerProcess()
 
 
 def database_for(
@@ -211,21 +218,6 @@ def database_for(
         connect_timeout_seconds,
         statement_timeout_seconds,
     )
-    with _databases_lock:
-        database = _databases.get(key)
-        if database is None:
-            database = _databases[key] = Database(
-                url, connect_timeout_seconds, statement_timeout_seconds
-            )
-        return database
-
-
-def _forget_parent_databases() -> None:
-    # A forked child builds its own connections and renewal thread (connections.py blinds the
-    # inherited sockets).
-    global _databases_lock
-    _databases.clear()
-    _databases_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_parent_databases)
+    return _databases.get(
+        key, lambda: Database(url, connect_timeout_seconds, statement_timeout_seconds)
+    )

@@ -58,6 +58,21 @@ RENEW_ALL = (
     " %(lease_seconds)s::float8[])"
 )
 STILL_HELD = "SELECT dlock_still_held_v1(%(queue_name)s, %(job_name)s, %(owner)s, %(fence)s)"
+# Asked only once a hold is found lost: whether an operator released it, and why.
+OPERATOR_RELEASE_NOTE = "SELECT dlock_operator_release_note_v1(%(log_id)s, %(fence)s)"
+
+# The operator's calls (resources/operations.py).
+OPERATOR_RELEASE = (
+    "SELECT outcome, fence, holder, closed, audit_id FROM dlock_operator_release_v1("
+    "%(queue_name)s, %(job_name)s, %(fence)s, %(operator)s, %(reason)s)"
+)
+RESET_SLOT = (
+    "SELECT dlock_reset_slot_v1(%(queue_name)s, %(job_name)s, %(slot)s, %(operator)s, %(reason)s)"
+)
+PRUNE_BATCH = (
+    "SELECT deleted, last_id, done FROM dlock_prune_batch_v1(%(older_than_seconds)s,"
+    " %(after_id)s, %(batch_size)s, %(dry_run)s)"
+)
 
 # The signatures as to_regprocedure() reads them: a function whose arguments changed is another
 # function, so an exact match is what tells that this code's calls will resolve.
@@ -67,6 +82,10 @@ REQUIRED_FUNCTIONS = (
     "dlock_abandon_v2(text, text, text, text, text, text, text)",
     "dlock_renew_all_v1(text[], text[], text[], bigint[], double precision[])",
     "dlock_still_held_v1(text, text, text, bigint)",
+    "dlock_operator_release_note_v1(bigint, bigint)",
+    "dlock_operator_release_v1(text, text, bigint, text, text)",
+    "dlock_reset_slot_v1(text, text, text, text, text)",
+    "dlock_prune_batch_v1(double precision, bigint, integer, boolean)",
     "dlock_acquire_rerun_v1(text, text, text, text, text, text, double precision, boolean, text)",
 )
 REQUIRED_TABLES = ("queue_locks", "job_logs")

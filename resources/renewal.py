@@ -10,11 +10,12 @@ delays the others.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+
+from .per_process import PerProcess
 
 log = logging.getLogger(__name__)
 
@@ -119,30 +120,19 @@ class RenewalWorker:
         with self._wake:
             tracked = lease in self._leases
             self._leases.discard(lease)
-        if tracked:  # not released meanwhile: someone took it over; the release will say so
+        if tracked:  # not released meanwhile: the release or ensure_held() will say by whom
             log.warning(
-                "Lock %s was taken over by another holder (fence %s lost)", lease.label, lease.fence
+                "Lock %s is no longer held here (fence %s lost): taken over, or released by an "
+                "operator",
+                lease.label,
+                lease.fence,
             )
 
 
-_workers: dict[Hashable, RenewalWorker] = {}
-_workers_lock = threading.Lock()
+# A forked child renews only the leases it takes itself, on a thread of its own.
+_workers: PerProcess[RenewalWorker] = PerProcess()
 
 
 def worker_for(database: Hashable, renew: RenewBatch) -> RenewalWorker:
     """The process's one worker for a lock database, made on first use in each process."""
-    with _workers_lock:
-        worker = _workers.get(database)
-        if worker is None:
-            worker = _workers[database] = RenewalWorker(renew)
-        return worker
-
-
-def _forget_parent_workers() -> None:
-    # A forked child renews only the leases it takes itself, on a thread of its own.
-    global _workers_lock
-    _workers.clear()
-    _workers_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_parent_workers)
+    return _workers.get(database, lambda: RenewalWorker(renew))

@@ -41,3 +41,16 @@ GRANT SELECT ON job_logs TO dlock_user;
 GRANT SELECT ON queue_locks, job_logs TO dlock_operator;
 -- They may let a completed slot run again (`dlock slots reset`): the function writes the audit.
 GRANT EXECUTE ON FUNCTION dlock_reset_slot_v1(text, text, text, text, text) TO dlock_operator;
+
+-- They may release a lock on purpose (`dlock release`) and prune old job log rows (`dlock
+-- prune`); the functions close the holder's row and write the audit row themselves.
+GRANT EXECUTE ON FUNCTION
+    dlock_operator_release_v1(text, text, bigint, text, text),
+    dlock_prune_batch_v1(double precision, bigint, integer, boolean)
+TO dlock_operator;
+-- A holder whose lock an operator released reads who did it and why; the code location's
+-- retention schedule prunes old job log rows (at least a day old, bounded in the function).
+GRANT EXECUTE ON FUNCTION
+    dlock_operator_release_note_v1(bigint, bigint),
+    dlock_prune_batch_v1(double precision, bigint, integer, boolean)
+TO dlock_user;

@@ -104,13 +104,13 @@ def spawn_worker() -> Iterator:
 
 @pytest.fixture(scope="module")
 def dagster_instance_env(default_databases, tmp_path_factory):
-    """Makes a DAGSTER_HOME holding the project's own dagster.yaml, on a throwaway storage
+    """Makes a DAGSTER_HOME holding the project's deploy/dagster.yaml, on a throwaway storage
     database, with Dagster's tables created; returns the environment for dagster commands."""
 
     def make() -> dict[str, str]:
         storage = make_url(default_databases.create(migrated=False))
         home = tmp_path_factory.mktemp("dagster-home")
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
         env = {
             **os.environ,
             "DAGSTER_HOME": str(home),

@@ -3,20 +3,14 @@ storage, and the webserver showing both locations."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import signal
-import subprocess
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 from orchestration.queues import HEARTBEAT_ASSET_QUEUE, HEARTBEAT_QUEUE
-from support.databases import Tables, free_port
+from support.browser import Browser, browser, dagster_services, requires_browser
+from support.databases import Tables
 from support.processes import BIN, dagster, finish
 
 LOCATIONS = ("instance_one", "instance_two")
@@ -63,6 +57,8 @@ def test_schedules_start_and_stop_from_the_cli(env):
     assert schedule_states(env, "instance_one") == {
         "heartbeat_job_hourly_schedule": "STOPPED",
         "heartbeat_asset_job_hourly_schedule": "RUNNING",
+        "dlock_prune_daily_schedule": "RUNNING",
+        "stuck_lock_check_job_quarter_hourly_schedule": "RUNNING",
     }
     assert set(schedule_states(env, "instance_two").values()) == {"STOPPED"}
 
@@ -137,102 +133,140 @@ mutation { startSchedule(scheduleSelector: {repositoryLocationName: "instance_tw
 """
 
 
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["data"]
-
-
-@contextmanager
-def running_webserver(env: dict[str, str]) -> Iterator[int]:
-    """`dagster-webserver -w workspace.yaml` on a free port, answering; stopped afterwards."""
-    port = free_port()
-    server = dagster(
-        env,
-        "-w",
-        "workspace.yaml",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        executable=str(BIN / "dagster-webserver"),
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=10)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline
-                time.sleep(1)
-        yield port
-    finally:
-        server.send_signal(signal.SIGINT)
-        finish(server, timeout=60)
-
-
 def test_webserver_shows_both_locations_and_toggles_a_schedule(env):
-    with running_webserver(env) as port:
-        workspace = graphql(port, WORKSPACE_QUERY)["workspaceOrError"]
+    with dagster_services(env, daemon=False) as dagster_ui:
+        workspace = dagster_ui.graphql(WORKSPACE_QUERY)["workspaceOrError"]
         # What the UI's schedule toggle sends.
-        started = graphql(port, START_SCHEDULE)["startSchedule"]
+        started = dagster_ui.graphql(START_SCHEDULE)["startSchedule"]
     entries = {
         entry["name"]: entry["locationOrLoadError"] for entry in workspace["locationEntries"]
     }
     assert set(entries) == set(LOCATIONS)
-    for location in entries.values():
+    for location_name, location in entries.items():
         [repository] = location["repositories"]
         assert {"heartbeat_job", "heartbeat_asset_job"} <= {j["name"] for j in repository["jobs"]}
         assert {(s["name"], s["cronSchedule"]) for s in repository["schedules"]} == {
             ("heartbeat_job_hourly_schedule", "0 * * * *"),
             ("heartbeat_asset_job_hourly_schedule", "0 * * * *"),
+            ("dlock_prune_daily_schedule", "30 3 * * *"),
+            ("stuck_lock_check_job_quarter_hourly_schedule", "*/15 * * * *"),
         }
-        assert [node["assetKey"]["path"] for node in repository["assetNodes"]] == [["heartbeat"]]
+        assert [node["assetKey"]["path"] for node in repository["assetNodes"]] == [
+            [location_name, "heartbeat"]
+        ]
     assert started == {"__typename": "ScheduleStateResult", "scheduleState": {"status": "RUNNING"}}
     assert schedule_states(env, "instance_two")["heartbeat_job_hourly_schedule"] == "RUNNING"
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def rendered_page(port: int, path: str, profile: Path) -> str:
-    """The page's DOM after its scripts ran, from a real headless Chromium."""
-    result = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=20000",
-            "--dump-dom",
-            f"http://127.0.0.1:{port}{path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return result.stdout
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
-def test_browser_shows_both_locations_jobs_and_schedules(env, tmp_path):
-    with running_webserver(env) as port:
-        locations = rendered_page(port, "/locations", tmp_path / "a")
-        automation = rendered_page(port, "/automation", tmp_path / "b")
-        jobs = rendered_page(port, "/locations/instance_two/jobs", tmp_path / "c")
+@requires_browser
+def test_browser_shows_locations_jobs_schedules_and_the_lock_resource(env, tmp_path):
+    with dagster_services(env, daemon=False) as dagster_ui, browser(tmp_path, dagster_ui.url) as ui:
+        ui.page.goto("/locations")
+        ui.see("instance_two")
+        locations = ui.page.content()
+        ui.page.goto("/automation")
+        ui.see("heartbeat_asset_job_hourly_schedule")
+        automation = ui.page.content()
+        ui.page.goto("/locations/instance_two/jobs")
+        ui.see("heartbeat_asset_job")
+        jobs = ui.page.content()
+        ui.shot("jobs")
+        ui.page.goto("/locations/instance_one/resources/lock")
+        ui.see("DistributedLockResource")
+        ui.shot("resource")
+        resource_text = ui.page.inner_text("body")
+        code_blocks = ui.page.locator("pre, code").all_inner_texts()
     assert "instance_one" in locations and "instance_two" in locations
     assert "Loaded" in locations
     assert "heartbeat_job_hourly_schedule" in automation
     assert "heartbeat_asset_job_hourly_schedule" in automation
     assert "heartbeat_job" in jobs and "heartbeat_asset_job" in jobs
+    # The resource's docstring is its description there: Markdown, no reStructuredText left raw.
+    assert "Runs a guarded op at most once at a time" in resource_text
+    assert ".. code-block" not in resource_text and "::" not in resource_text
+    assert any("lock.hold_for(context" in block for block in code_blocks), code_blocks
+
+
+def open_heartbeat_asset(ui: Browser, location: str) -> None:
+    """As a user finds it: the location's assets, the group, the asset's page."""
+    ui.page.goto(f"/locations/{location}/assets")
+    ui.page.get_by_text("1 asset").click()
+    ui.page.get_by_role("link", name="heartbeat").click()
+    ui.page.get_by_role("button", name="Materialize").first.wait_for()
+
+
+def materialize_from_launchpad(ui: Browser, work_seconds: int) -> None:
+    """Materialize's menu, "Open launchpad", the beat's work_seconds edited in the YAML."""
+    ui.page.locator("button:right-of(:text('Materialize'))").first.click()
+    ui.page.get_by_role("menuitem", name="Open launchpad").click()
+    ui.page.locator(".CodeMirror-line", has_text="work_seconds").click()
+    ui.page.keyboard.press("End")
+    ui.page.keyboard.press("Backspace")  # the scaffolded default, 0
+    ui.page.keyboard.type(str(work_seconds))
+    ui.shot("launchpad")
+    ui.page.get_by_role("dialog").get_by_role("button", name="Materialize").click()
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(0.5)
+
+
+RUNS_AND_MATERIALIZATIONS = """
+{ runsOrError { ... on Runs { results { runId status } } }
+  one: assetOrError(assetKey: {path: ["instance_one", "heartbeat"]}) {
+    ... on Asset { assetMaterializations { runId } } }
+  two: assetOrError(assetKey: {path: ["instance_two", "heartbeat"]}) {
+    ... on Asset { assetMaterializations { runId } } } }
+"""
+
+
+@requires_browser
+def test_materialize_button_on_each_instance_contends_for_one_lock(env, tmp_path):
+    """Each instance's heartbeat asset has a key of its own (the UI materializes neither when
+    two locations share a key), and the two still take one lock: the second exits."""
+    tables = Tables(env["LOCK_DATABASE_URL"])
+
+    def statuses() -> list[str]:
+        return tables.statuses(HEARTBEAT_ASSET_QUEUE, "heartbeat")
+
+    with dagster_services(env) as dagster_ui, browser(tmp_path, dagster_ui.url) as ui:
+        open_heartbeat_asset(ui, "instance_one")
+        # Long enough for the second run to be queued, launched and reach the lock meanwhile,
+        # also on a loaded machine (a run worker and its step process each import Dagster).
+        materialize_from_launchpad(ui, work_seconds=45)
+        ui.page.wait_for_url("**/runs/*")  # the launchpad opens the run it launched
+        wait_for(lambda: statuses() == ["Processing"], 120, "instance_one's run holding the lock")
+        open_heartbeat_asset(ui, "instance_two")
+        ui.page.get_by_role("button", name="Materialize").first.click()
+        ui.see("Launched run")
+        ui.shot("second-launched")
+        wait_for(
+            lambda: len(statuses()) == 2 and "Processing" not in statuses(),
+            150,
+            "both runs finishing",
+        )
+        wait_for(
+            lambda: all(
+                run["status"] in ("SUCCESS", "FAILURE")
+                for run in dagster_ui.graphql(RUNS_AND_MATERIALIZATIONS)["runsOrError"]["results"]
+            ),
+            60,
+            "both runs ending",
+        )
+        outcome = dagster_ui.graphql(RUNS_AND_MATERIALIZATIONS)
+        ui.page.goto("/runs")
+        ui.see("Success")
+        ui.shot("runs")
+    [(first, first_app, *_), (second, second_app, _, _, second_remark)] = tables.logs(
+        HEARTBEAT_ASSET_QUEUE, "heartbeat"
+    )
+    assert (first, first_app) == ("Completed", "instance-one")
+    assert (second, second_app) == ("Exited", "instance-two")
+    assert "lock held by instance-one/" in second_remark
+    runs = outcome["runsOrError"]["results"]
+    assert [run["status"] for run in runs] == ["SUCCESS", "SUCCESS"], runs
+    assert len(outcome["one"]["assetMaterializations"]) == 1
+    assert outcome["two"]["assetMaterializations"] == []

@@ -179,6 +179,22 @@ def test_wrong_password_names_host_and_port_not_password(
     assert SECRET not in message
 
 
+def test_dlock_commands_with_a_wrong_password_say_so_in_one_line(password_cluster):
+    wrong = f"postgresql+psycopg://postgres:not-{SECRET}@{password_cluster}/postgres"
+    for args in (
+        ("status",),
+        ("logs", "--json"),
+        ("release", "q", "j", "--force", "--reason", "r"),
+    ):
+        run = subprocess.run(
+            [DLOCK, *args, "--database-url", wrong], capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 3 and run.stdout == "", run
+        [line] = run.stderr.splitlines()
+        assert "password authentication failed" in line and password_cluster in line
+        assert SECRET not in run.stderr
+
+
 def test_missing_tables_say_to_run_dlock_migrate(default_databases, names):
     empty = default_databases.create(migrated=False)
     with pytest.raises(LockSchemaError, match="queue_locks and job_logs are missing") as error:

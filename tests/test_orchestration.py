@@ -72,11 +72,13 @@ def next_ticks(heartbeat_cron: str | None) -> dict[str, list[str]]:
 
 def test_schedules_tick_on_the_hour_in_utc_unless_heartbeat_cron_says_otherwise():
     names = {"heartbeat_job_hourly_schedule", "heartbeat_asset_job_hourly_schedule"}
-    hourly = next_ticks(None)
+    hourly = {name: ticks for name, ticks in next_ticks(None).items() if "heartbeat" in name}
     assert set(hourly) == names
     assert all(ticks == ["05:00", "06:00"] for ticks in hourly.values())
     # The override changes the cadence, not the names: tests tick every minute.
-    every_minute = next_ticks("* * * * *")
+    every_minute = {
+        name: ticks for name, ticks in next_ticks("* * * * *").items() if "heartbeat" in name
+    }
     assert set(every_minute) == names
     assert all(ticks == ["04:30", "04:31"] for ticks in every_minute.values())
 

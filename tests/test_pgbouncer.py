@@ -10,23 +10,17 @@ statement one client prepared there clashes with another client's of the same na
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from resources import DistributedLock, LockConfigError, LockLost
 from resources.migrate import migrate
-from support.databases import FAST_TIMEOUTS, Tables, free_port
+from support.bouncer import PGBOUNCER, Bouncer
+from support.databases import FAST_TIMEOUTS, Tables
 from support.faults import PrivateServer
 
-PGBOUNCER = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
 pytestmark = pytest.mark.skipif(
     PGBOUNCER is None, reason="the pgbouncer binary is missing (apt-get install pgbouncer)"
 )
@@ -37,68 +31,13 @@ SHORT_LEASE = 9.0
 TICK = datetime(2026, 11, 28, 4, 0, tzinfo=timezone.utc)
 
 
-class Bouncer:
-    """A pgbouncer process in transaction mode in front of `server`, on a port of its own."""
-
-    def __init__(self, server: PrivateServer) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="dlock-bouncer-"))
-        self.folder.chmod(0o755)  # pgbouncer runs as the cluster's owner when we are root
-        self.port = free_port()
-        (self.folder / "users.txt").write_text('"postgres" ""\n')
-        ini = self.folder / "pgbouncer.ini"
-        ini.write_text(
-            "[databases]\n"
-            f"postgres = host=127.0.0.1 port={server.port} dbname=postgres\n"
-            "[pgbouncer]\n"
-            "listen_addr = 127.0.0.1\n"
-            f"listen_port = {self.port}\n"
-            "unix_socket_dir =\n"
-            "auth_type = trust\n"
-            f"auth_file = {self.folder / 'users.txt'}\n"
-            "pool_mode = transaction\n"
-            "default_pool_size = 1\n"
-        )
-        for path in self.folder.iterdir():
-            path.chmod(0o644)
-        # pgbouncer refuses to run as root; -u makes it switch to the cluster's owner.
-        user = ["-u", server.owner] if os.geteuid() == 0 and server.owner else []
-        self.log = (self.folder / "log").open("w")
-        self.process = subprocess.Popen(
-            [PGBOUNCER, *user, str(ini)], stdout=self.log, stderr=subprocess.STDOUT
-        )
-        self._wait_listening()
-
-    def _wait_listening(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"pgbouncer did not start:\n{(self.folder / 'log').read_text()}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def setup(embedded_admin_url):
     # The embedded server's first start makes the OS user a root-run cluster runs as.
     server = PrivateServer()
     try:
         migrate(server.url())
-        bouncer = Bouncer(server)
+        bouncer = Bouncer(server.port, server.owner)
     except BaseException:
         server.remove()
         raise

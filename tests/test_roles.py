@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from sqlalchemy import make_url
 
-from resources import DistributedLock
+from resources import DistributedLock, LockLost
 from resources.urls import libpq_url
 from support.databases import FAST_TIMEOUTS, Tables
 
@@ -112,3 +112,61 @@ def test_without_the_owner_token_nobody_renews_releases_or_expires_a_lock(as_loc
         assert tables.statuses(*names)[0] == "Processing"
         held.ensure_held()
     assert tables.statuses(*names)[0] == "Completed"
+
+
+def test_a_lock_user_reads_status_and_prunes_but_cannot_release_others(as_lock_user, names):
+    """The code location's check and retention schedule run as a lock user."""
+    from resources import operations as ops
+
+    owner_url, user_url = as_lock_user
+    database = DistributedLock(user_url, **FAST).database()
+    with DistributedLock(user_url, app_id="restricted", **FAST).hold(*names, run_id="r1"):
+        status = ops.read_status(database)
+        assert [lock.holder for lock in status.locks] == ["restricted/r1"]
+        assert ops.prune(database, 30 * 86_400.0).rows == 0
+        with psycopg.connect(libpq_url(user_url), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(
+                    "SELECT * FROM dlock_operator_release_v1(%s, %s, NULL, 'me', 'why')", names
+                )
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="at least 1 day"):
+                conn.execute("SELECT * FROM dlock_prune_batch_v1(3600, 0, 10, false)")
+
+
+def test_an_operator_releases_resets_and_prunes_through_the_functions_only(as_lock_user, names):
+    import subprocess
+
+    from support.processes import DLOCK
+
+    owner_url, _ = as_lock_user
+    login = f"oncall_{secrets.token_hex(4)}"
+    owner = Tables(owner_url)
+    owner.query(f'CREATE ROLE "{login}" LOGIN IN ROLE dlock_operator')
+    operator_url = make_url(owner_url).set(username=login).render_as_string(hide_password=False)
+    try:
+        with DistributedLock(owner_url, app_id="holder", **FAST).hold(*names, slot="s1"):
+            pass
+        with (
+            pytest.raises(LockLost, match="released on purpose"),
+            DistributedLock(owner_url, app_id="holder", **FAST).hold(*names) as held,
+        ):
+            for args in (
+                ("status",),
+                ("release", *names, "--fence", str(held.fence), "--reason", "drill"),
+                ("slots", "reset", *names, "s1", "--reason", "drill"),
+                ("prune", "--older-than", "30d"),
+            ):
+                run = subprocess.run(
+                    [DLOCK, *args, "--database-url", operator_url], capture_output=True, text=True
+                )
+                assert run.returncode == 0, (args, run.stderr)
+            with pytest.raises(LockLost, match=f"database role {login}"):
+                held.ensure_held()
+        with psycopg.connect(libpq_url(operator_url), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM job_logs")
+    finally:
+        owner.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", login
+        )
+        owner.query(f'DROP OWNED BY "{login}"; DROP ROLE "{login}"')

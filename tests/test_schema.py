@@ -88,7 +88,7 @@ def test_dlock_reads_the_url_from_the_environment(default_databases, monkeypatch
     assert run_dlock("migrate").returncode == 0
     status = run_dlock("status")
     assert status.returncode == 0, status.stderr
-    assert "queue_locks (0)" in status.stdout
+    assert "Held locks: 0" in status.stdout
 
 
 @pytest.mark.parametrize("args", [("migrate",), ("status",)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
@@ -11,10 +12,12 @@ import dagster as dg
 import psycopg
 from pydantic import Field, PrivateAttr
 
-from ..errors import LockConfigError, LockError, LockHeld, LockTimeout
+from ..database import Database
+from ..errors import LockConfigError, LockError, LockHeld, LockLost, LockTimeout
 from ..lock import DistributedLock, GiveBack, Held
 from ..validation import MAX_LEASE_SECONDS, Slot, check_seconds
 from .lock_scope import LockRequest, lock_requests
+from .reporting import RunReport
 from .run_target import RERUN_TAG, LockTarget, lock_target
 
 if TYPE_CHECKING:
@@ -42,29 +45,31 @@ class Policy:
 
     @property
     def when_still_held(self) -> AfterWait:
-        return self.after_wait if self.on_held == "wait" else self.on_held  # type: ignore[return-value]
+        return self.after_wait if self.on_held == "wait" else self.on_held
 
 
+# The docstring is the resource's description, which the UI renders as Markdown.
 class DistributedLockResource(dg.ConfigurableResource):
     """Runs a guarded op at most once at a time and once per slot, across every deployment.
 
     Examples:
-        .. code-block:: python
 
-            defs = dg.Definitions(
-                jobs=[heartbeat_job],
-                resources={
-                    "lock": DistributedLockResource(
-                        database_url=dg.EnvVar("LOCK_DATABASE_URL"), app_id="instance-one"
-                    )
-                },
+    ```python
+    defs = dg.Definitions(
+        jobs=[heartbeat_job],
+        resources={
+            "lock": DistributedLockResource(
+                database_url=dg.EnvVar("LOCK_DATABASE_URL"), app_id="instance-one"
             )
+        },
+    )
 
-            @dg.op
-            def heartbeat(context: dg.OpExecutionContext, lock: DistributedLockResource):
-                with lock.hold_for(context, queue_name="heartbeat-queue") as held:
-                    if held.acquired:
-                        ...
+    @dg.op
+    def heartbeat(context: dg.OpExecutionContext, lock: DistributedLockResource):
+        with lock.hold_for(context, queue_name="heartbeat-queue") as held:
+            if held.acquired:
+                ...
+    ```
     """
 
     database_url: str | None = Field(
@@ -171,6 +176,11 @@ class DistributedLockResource(dg.ConfigurableResource):
             rerun_remark=rerun_remark,
         )
 
+    def database(self) -> Database:
+        """The lock database's calls, for operator work in the code location (resources/
+        operations.py: pruning, the stuck-lock check)."""
+        return self._core().database()
+
     def connection(self) -> AbstractContextManager[psycopg.Connection]:
         """A pooled autocommit psycopg connection to the lock database (for fenced writes)."""
         return self._core().connection()
@@ -210,7 +220,8 @@ class DistributedLockResource(dg.ConfigurableResource):
         after_wait: AfterWait | None = None,
         lease_seconds: float | None = None,
     ) -> Iterator[Held]:
-        """Hold the lock for an op or asset, taking job name, slot and run id from `context`.
+        """Hold the lock for an op or asset, taking job name, slot and run id from `context`,
+        and report it to the run (run tags, log lines, asset metadata: see reporting.py).
 
         A partition (or a sensor run key) has a lock of its own, so partitions run side by
         side; a ranged run holds each of its partitions. `lock_key` names a lock shared on
@@ -250,7 +261,9 @@ class DistributedLockResource(dg.ConfigurableResource):
         else:
             wait = policy.waits
         rerun = rerun_remark(context, target, request)
-        with self.hold(
+        report = RunReport(context)
+        started = time.monotonic()
+        hold = self.hold(
             queue_name,
             request.job_name,
             request.slot,
@@ -258,34 +271,61 @@ class DistributedLockResource(dg.ConfigurableResource):
             wait_seconds=wait,
             lease_seconds=lease_seconds,
             rerun_remark=rerun,
-        ) as held:
-            if held.reset_id is not None:
-                context.log.info(
-                    "Re-running slot %s of %s on purpose (run tag %s): its Completed row is now "
-                    "Reset (audit row %s in job_logs).",
-                    held.slot,
-                    held.label,
-                    RERUN_TAG,
-                    held.reset_id,
-                )
-            if not held.acquired:
-                summary = describe_not_acquired(held)
-                if held.reason != "slot_done" and request.per_slot:
-                    raise LockTimeout(
-                        f"{summary}; waited {wait:g} s for it to finish. {request.slot} was not "
-                        "run: retry the run once the holder is done.",
-                        queue_name=queue_name,
-                        job_name=request.job_name,
+        )
+        held: Held | None = None
+        outcome = "completed"
+        try:
+            with hold as held:
+                if held.reset_id is not None:
+                    context.log.info(
+                        "Re-running slot %s of %s on purpose (run tag %s): its Completed row is "
+                        "now Reset (audit row %s in job_logs).",
+                        held.slot,
+                        held.label,
+                        RERUN_TAG,
+                        held.reset_id,
                     )
-                if held.reason == "held" and policy.when_still_held == "fail":
-                    waited = f"; waited {wait:g} s" if wait else ""
-                    raise LockHeld(
-                        f"{summary}{waited} (on_held is {policy.on_held!r})",
-                        queue_name=queue_name,
-                        job_name=request.job_name,
-                    )
-                context.log.info("Skipped: %s", summary)
-            yield held
+                if not held.acquired:
+                    self._not_acquired(report, held, request, policy, wait)
+                else:
+                    report.acquired(held, (time.monotonic() - started) * 1000)
+                try:
+                    yield held
+                except BaseException as error:
+                    outcome = "failed" if isinstance(error, Exception) else "interrupted"
+                    raise
+        except LockLost as lost:
+            if held is not None and held.acquired:
+                report.lost(held, lost)
+            raise
+        if held is not None and held.acquired:
+            report.released(held, outcome)
+
+    def _not_acquired(
+        self, report: RunReport, held: Held, request: LockRequest, policy: Policy, wait: float
+    ) -> None:
+        """Skip and say why, or fail: a partition (or run key) still held after its wait is
+        never skipped (a skipped partition is lost data), nor a run whose policy says fail."""
+        summary = describe_not_acquired(held)
+        error: LockHeld | LockTimeout | None = None
+        if held.reason != "slot_done" and request.per_slot:
+            error = LockTimeout(
+                f"{summary}; waited {wait:g} s for it to finish. {request.slot} was not run: "
+                "retry the run once the holder is done.",
+                queue_name=held.queue_name,
+                job_name=held.job_name,
+            )
+        elif held.reason == "held" and policy.when_still_held == "fail":
+            waited = f"; waited {wait:g} s" if wait else ""
+            error = LockHeld(
+                f"{summary}{waited} (on_held is {policy.on_held!r})",
+                queue_name=held.queue_name,
+                job_name=held.job_name,
+            )
+        if error is not None:
+            report.refused(held, error)
+            raise error
+        report.skipped(held, summary)
 
     @contextmanager
     def _hold_range(
