@@ -62,7 +62,7 @@ def test_what_dagster_sees_is_the_users_function():
     assert asset.group_names_by_key[asset.key] == "guarded"
     assert "lock" in asset.required_resource_keys
     config_fields = asset.op.config_schema.config_type.fields
-    assert set(config_fields) == {"seconds", "fail"}
+    assert set(config_fields) == {"seconds", "fail", "gate"}
     assert config_fields["seconds"].description == "Seconds the work takes."
     assert asset.op.outs["result"].dagster_type.typing_type is int
     assert not asset.op.outs["result"].is_required
