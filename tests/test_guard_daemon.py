@@ -238,6 +238,7 @@ def test_an_automation_run_gets_its_evaluation_as_the_slot(scenario):
         AUTOMATION_QUEUE,
     )
     storage_id = scenario.storage_id
+    print("automation run's job log row:", rows[0])  # the README quotes it
     assert rows[0] == (
         "Completed",
         "automated",
