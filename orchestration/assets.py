@@ -2,13 +2,11 @@
 
 # No `from __future__ import annotations`: Dagster reads these annotations at decoration time.
 
-from collections.abc import Iterator
-
 import dagster as dg
 
-from resources import DistributedLockResource
+from resources import DistributedLockResource, Held, guarded_asset
 
-from .heartbeat import HeartbeatConfig, guarded_heartbeat
+from .heartbeat import HeartbeatConfig, recorded_beat
 from .queues import HEARTBEAT_ASSET_QUEUE
 
 # The lock every heartbeat asset takes, whatever its key: each instance's asset has a key of its
@@ -21,11 +19,12 @@ HEARTBEAT_GROUP = "heartbeat"
 def build_heartbeat_asset(key_prefix: str | None = None) -> dg.AssetsDefinition:
     """The heartbeat asset, keyed `<key_prefix>/heartbeat` (or `heartbeat`)."""
 
-    @dg.asset(
+    @guarded_asset(
+        queue=HEARTBEAT_ASSET_QUEUE,
+        job_name=HEARTBEAT_ASSET_LOCK_JOB,
         name="heartbeat",
         key_prefix=key_prefix,
         group_name=HEARTBEAT_GROUP,
-        output_required=False,
         description=(
             "The latest heartbeat; materialized only by the run that held the lock "
             f"'{HEARTBEAT_ASSET_QUEUE}/{HEARTBEAT_ASSET_LOCK_JOB}', which every instance's "
@@ -33,11 +32,12 @@ def build_heartbeat_asset(key_prefix: str | None = None) -> dg.AssetsDefinition:
         ),
     )
     def heartbeat(
-        context: dg.AssetExecutionContext, config: HeartbeatConfig, lock: DistributedLockResource
-    ) -> Iterator[dg.Output]:
-        yield from guarded_heartbeat(
-            context, config, lock, HEARTBEAT_ASSET_QUEUE, job_name=HEARTBEAT_ASSET_LOCK_JOB
-        )
+        context: dg.AssetExecutionContext,
+        config: HeartbeatConfig,
+        lock: DistributedLockResource,
+        held: Held,
+    ) -> dg.Output[dict]:
+        return recorded_beat(context, config, lock, held)
 
     return heartbeat
 

@@ -11,6 +11,7 @@ from resources import DistributedLockResource
 
 from .assets import build_heartbeat_asset, heartbeat_asset_job
 from .checks import stuck_lock_check_job, stuck_lock_check_schedule, stuck_locks_check
+from .daily_digest import build_digest
 from .jobs import heartbeat_job
 from .retention import dlock_prune, dlock_prune_daily_schedule
 from .schedules import heartbeat_asset_job_hourly_schedule, heartbeat_job_hourly_schedule
@@ -22,7 +23,7 @@ def build_definitions(
     heartbeat = build_heartbeat_asset(asset_key_prefix)
     check = stuck_locks_check(heartbeat.key)
     check_job = stuck_lock_check_job([check])
-    return dg.Definitions(
+    heartbeats = dg.Definitions(
         assets=[heartbeat],
         asset_checks=[check],
         jobs=[heartbeat_job, heartbeat_asset_job, dlock_prune, check_job],
@@ -38,6 +39,8 @@ def build_definitions(
             )
         },
     )
+    # The guarded example, with the same per-instance asset keys (instance_one/daily_digest).
+    return dg.Definitions.merge(heartbeats, build_digest(asset_key_prefix))
 
 
 def warn_without_lock_database() -> None:

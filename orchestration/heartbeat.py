@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -69,22 +68,17 @@ def beat(
     }
 
 
-def guarded_heartbeat(
+def recorded_beat(
     context: dg.OpExecutionContext | dg.AssetExecutionContext,
     config: HeartbeatConfig,
     lock: DistributedLockResource,
-    queue_name: str,
-    job_name: str | None = None,
-) -> Iterator[dg.Output]:
-    """The body of both the op and the asset: beat under the lock, or say why not."""
-    with lock.hold_for(context, queue_name=queue_name, job_name=job_name) as held:
-        done = beat(lock, held, config, context.run.run_id) if held.acquired else None
-    # Yielded after the lock is released, so a lost lease fails the run before any output.
-    # hold_for already told the run what happened (tags, log lines, metadata).
-    if done is None:
-        return
+    held: Held,
+) -> dg.Output:
+    """The body of both the op and the asset, run by the guard only while the lock is held
+    (the guard emits the output once the lock is released, and reports to the run)."""
+    done = beat(lock, held, config, context.run.run_id)
     report_beat(context, done)
-    yield dg.Output(done, metadata=done)
+    return dg.Output(done, metadata=done)
 
 
 def report_beat(

@@ -2,24 +2,26 @@
 
 # No `from __future__ import annotations`: Dagster reads these annotations at decoration time.
 
-from collections.abc import Iterator
-
 import dagster as dg
 
-from resources import DistributedLockResource
+from resources import DistributedLockResource, Held, guarded_op
 
-from .heartbeat import HeartbeatConfig, guarded_heartbeat
+from .heartbeat import HeartbeatConfig, recorded_beat
 from .queues import HEARTBEAT_QUEUE
 
 
-@dg.op(
-    out=dg.Out(dict, is_required=False),
+@guarded_op(
+    queue=HEARTBEAT_QUEUE,
+    out=dg.Out(dict),
     description="Records one heartbeat under the lock; skips when another run holds it.",
 )
 def record_heartbeat(
-    context: dg.OpExecutionContext, config: HeartbeatConfig, lock: DistributedLockResource
-) -> Iterator[dg.Output]:
-    yield from guarded_heartbeat(context, config, lock, HEARTBEAT_QUEUE)
+    context: dg.OpExecutionContext,
+    config: HeartbeatConfig,
+    lock: DistributedLockResource,
+    held: Held,
+) -> dg.Output[dict]:
+    return recorded_beat(context, config, lock, held)
 
 
 @dg.job(description="Hourly heartbeat, exactly once per tick across every instance.")

@@ -15,7 +15,10 @@ from .errors import (
 from .lock import DistributedLock, Held
 
 if TYPE_CHECKING:
+    from .dagster_integration.guard import guarded_asset, guarded_multi_asset, guarded_op
     from .dagster_integration.resource import DistributedLockResource
+
+_GUARDS = ("guarded_asset", "guarded_multi_asset", "guarded_op")
 
 
 def __getattr__(name: str) -> object:
@@ -24,6 +27,10 @@ def __getattr__(name: str) -> object:
         from .dagster_integration.resource import DistributedLockResource
 
         return DistributedLockResource
+    if name in _GUARDS:
+        from .dagster_integration import guard
+
+        return getattr(guard, name)
     raise AttributeError(f"module 'resources' has no attribute {name!r}")
 
 
@@ -39,4 +46,7 @@ __all__ = [
     "LockLost",
     "LockSchemaError",
     "LockTimeout",
+    "guarded_asset",
+    "guarded_multi_asset",
+    "guarded_op",
 ]

@@ -180,16 +180,26 @@ class Database:
         slot: str | None,
         lease_seconds: float,
         record_loser: bool,
+        rerun_remark: str | None = None,
     ) -> protocol.AcquireResult:
-        params = (queue_name, job_name, owner, app_id, run_id, slot, lease_seconds, record_loser)
-        rows = self.call(
-            protocol.ACQUIRE,
-            params,
-            what="Acquiring the lock",
-            queue_name=queue_name,
-            job_name=job_name,
+        """dlock_acquire_v3, or dlock_acquire_rerun_v1 when `rerun_remark` says why the slot is
+        re-run on purpose."""
+        params: tuple[object, ...] = (
+            queue_name,
+            job_name,
+            owner,
+            app_id,
+            run_id,
+            slot,
+            lease_seconds,
+            record_loser,
         )
-        return protocol.AcquireResult._make(rows[0])
+        statement, what = protocol.ACQUIRE, "Acquiring the lock"
+        if rerun_remark:
+            statement, what = protocol.ACQUIRE_RERUN, "Acquiring the lock to re-run its slot"
+            params = (*params, rerun_remark)
+        rows = self.call(statement, params, what=what, queue_name=queue_name, job_name=job_name)
+        return protocol.AcquireResult(*rows[0])
 
     def release(
         self,

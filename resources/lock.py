@@ -18,7 +18,7 @@ import psycopg
 from sqlalchemy.engine import URL
 
 from .database import Database, database_for
-from .errors import LockDatabaseError, LockLost
+from .errors import LockConfigError, LockDatabaseError, LockLost
 from .protocol import AcquireResult
 from .renewal import Lease, RenewalWorker, worker_for
 from .timeouts import check_lease_fits, check_timeouts
@@ -74,6 +74,8 @@ class Held:
     since: datetime | None = None
     completed_at: datetime | None = None
     note: str | None = None
+    # A re-run on purpose that reset the slot's Completed row: the audit row's id.
+    reset_id: int | None = None
     app_id: str = ""
     # This hold's row in job_logs: the holder's Processing row, or a loser's Exited row.
     log_id: int | None = None
@@ -142,8 +144,16 @@ def _renewer(database: Database) -> RenewalWorker:
     return worker_for(database, database.renew_leases)
 
 
+class GiveBack(BaseException):
+    """Raised into a held block to give the lock back unused: its row says Exited with this
+    message as the remark (a run that holds one of several locks it needs, and cannot get the
+    rest). A BaseException, like an interrupt, so no `except Exception` in between swallows it."""
+
+
 def _ending(error: BaseException, elapsed: float) -> tuple[str, str]:
     """The job log status and remark for a body that left by raising."""
+    if isinstance(error, GiveBack):
+        return "Exited", safe_text(f"Given back unused after {elapsed:.3f} s: {error}")
     # Made safe: a remark the database refuses would stop the release and hide the caller's error.
     if isinstance(error, Exception):
         return "Failed", safe_text(f"Failed after {elapsed:.3f} s: {error_text(error)}")
@@ -211,12 +221,24 @@ class DistributedLock:
         *,
         wait_seconds: float = 0.0,
         lease_seconds: float | None = None,
+        rerun_remark: str | None = None,
     ) -> Iterator[Held]:
-        """Hold the lock for the block; `held.acquired` says whether the body should run."""
+        """Hold the lock for the block; `held.acquired` says whether the body should run.
+
+        `rerun_remark` re-runs a completed slot on purpose: its Completed row is reset (the job
+        log keeps it, as Reset, with an audit row saying this) in the acquire's transaction.
+        """
         check_name("queue_name", queue_name)
         check_name("job_name", job_name)
         check_run_id(run_id)
         stored_slot = canonical_slot(slot)
+        if rerun_remark is not None:
+            if stored_slot is None:
+                raise LockConfigError(
+                    f"Incorrect config: a re-run on purpose of {queue_name}/{job_name} needs a "
+                    "slot (a run without one is never skipped as done, so it runs anyway)."
+                )
+            rerun_remark = safe_text(rerun_remark) or "re-run on purpose"
         lease = (
             check_lease_fits(check_lease(lease_seconds), self._timeouts)
             if lease_seconds is not None
@@ -245,6 +267,7 @@ class DistributedLock:
                 run_id=run_id,
                 slot=stored_slot,
                 lease_seconds=lease,
+                rerun_remark=rerun_remark,
                 **names,
             )
         except BaseException as error:
@@ -273,6 +296,7 @@ class DistributedLock:
             since=row.since,
             completed_at=row.completed_at,
             note=row.note,
+            reset_id=row.reset_id,
             app_id=app_id,
             log_id=row.log_id,
             _owner=owner,

@@ -18,12 +18,19 @@ ACQUIRE = (
     "SELECT acquired, fence, log_id, reason, holder, since, completed_at, note"
     " FROM dlock_acquire_v3(%s, %s, %s, %s, %s, %s, %s, %s)"
 )
+# The same, after resetting the slot's Completed row in the same transaction (a re-run on
+# purpose); the reset is undone when the acquire does not succeed.
+ACQUIRE_RERUN = (
+    "SELECT acquired, fence, log_id, reason, holder, since, completed_at, note, reset_id"
+    " FROM dlock_acquire_rerun_v1(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 class AcquireResult(NamedTuple):
     """dlock_acquire_v3's row (version 2's). holder is the app id and run id of whoever has the
     lock or the slot, since when that holder started, completed_at when a done slot completed;
-    note says why the caller did not get it, in the words its Exited row uses."""
+    note says why the caller did not get it, in the words its Exited row uses; reset_id is the
+    audit row of a re-run on purpose that reset a completed slot (dlock_acquire_rerun_v1)."""
 
     acquired: bool
     fence: int | None
@@ -33,6 +40,8 @@ class AcquireResult(NamedTuple):
     since: datetime | None
     completed_at: datetime | None
     note: str | None
+    # A re-run's audit row (the slot's Completed row it reset), else None.
+    reset_id: int | None = None
 
 
 RELEASE = "SELECT dlock_release_v3(%s, %s, %s, %s, %s, %s, %s)"
@@ -74,6 +83,7 @@ REQUIRED_FUNCTIONS = (
     "dlock_operator_release_v1(text, text, bigint, text, text)",
     "dlock_reset_slot_v1(text, text, text, text, text)",
     "dlock_prune_batch_v1(double precision, bigint, integer, boolean)",
+    "dlock_acquire_rerun_v1(text, text, text, text, text, text, double precision, boolean, text)",
 )
 REQUIRED_TABLES = ("queue_locks", "job_logs")
 

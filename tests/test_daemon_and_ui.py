@@ -59,6 +59,7 @@ def test_schedules_start_and_stop_from_the_cli(env):
         "heartbeat_asset_job_hourly_schedule": "RUNNING",
         "dlock_prune_daily_schedule": "RUNNING",
         "stuck_lock_check_job_quarter_hourly_schedule": "RUNNING",
+        "daily_digest_job_daily_schedule": "RUNNING",
     }
     assert set(schedule_states(env, "instance_two").values()) == {"STOPPED"}
 
@@ -150,9 +151,11 @@ def test_webserver_shows_both_locations_and_toggles_a_schedule(env):
             ("heartbeat_asset_job_hourly_schedule", "0 * * * *"),
             ("dlock_prune_daily_schedule", "30 3 * * *"),
             ("stuck_lock_check_job_quarter_hourly_schedule", "*/15 * * * *"),
+            ("daily_digest_job_daily_schedule", "0 1 * * *"),
         }
-        assert [node["assetKey"]["path"] for node in repository["assetNodes"]] == [
-            [location_name, "heartbeat"]
+        assert sorted(node["assetKey"]["path"] for node in repository["assetNodes"]) == [
+            [location_name, "daily_digest"],
+            [location_name, "heartbeat"],
         ]
     assert started == {"__typename": "ScheduleStateResult", "scheduleState": {"status": "RUNNING"}}
     assert schedule_states(env, "instance_two")["heartbeat_job_hourly_schedule"] == "RUNNING"

@@ -73,5 +73,5 @@ def test_an_asset_locks_on_its_whole_key():
 
 
 def test_a_wrong_on_held_is_refused_when_the_resource_is_built():
-    with pytest.raises(Exception, match="'skip' or 'fail'"):
+    with pytest.raises(Exception, match="'skip', 'fail' or 'wait'"):
         DistributedLockResource(database_url="postgresql+psycopg://u@h/db", on_held="retry")
