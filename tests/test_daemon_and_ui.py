@@ -193,7 +193,10 @@ def test_browser_shows_locations_jobs_schedules_and_the_lock_resource(env, tmp_p
 def open_heartbeat_asset(ui: Browser, location: str) -> None:
     """As a user finds it: the location's assets, the group, the asset's page."""
     ui.page.goto(f"/locations/{location}/assets")
-    ui.page.get_by_text("1 asset").click()
+    # Each group shows its count ("1 asset"), the daily digest's too: the heartbeat group's row
+    # is the innermost element holding both its name and its count.
+    row = ui.page.locator("div", has_text="heartbeat").filter(has=ui.page.get_by_text("1 asset"))
+    row.last.get_by_text("1 asset").click()
     ui.page.get_by_role("link", name="heartbeat").click()
     ui.page.get_by_role("button", name="Materialize").first.wait_for()
 
