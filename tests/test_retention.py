@@ -57,9 +57,11 @@ def test_the_prune_schedule_deletes_old_rows_keeps_young_and_processing_once_per
     defs, tables = location.defs, Tables(location.url)
     seed(tables, [("Completed", "45 days"), ("Exited", "31 days"), ("Failed", "400 days")])
     seed(tables, [("Processing", "90 days"), ("Completed", "29 days"), ("Exited", "1 hour")])
-    schedule = defs.resolve_schedule_def("dlock_prune_daily_schedule")
-    assert schedule.cron_schedule == "30 3 * * *" and schedule.execution_timezone == "UTC"
+    # Resolved inside the instance's block: loading definitions outside one can meet a dangling
+    # instance reference left by an earlier test of the same worker process.
     with dg.instance_for_test() as instance:
+        schedule = defs.resolve_schedule_def("dlock_prune_daily_schedule")
+        assert schedule.cron_schedule == "30 3 * * *" and schedule.execution_timezone == "UTC"
         first, duplicate = run_tick(defs, instance), run_tick(defs, instance)
         assert first.success and duplicate.success
         tags = instance.get_run_by_id(duplicate.run_id).tags

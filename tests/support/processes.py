@@ -37,8 +37,13 @@ class Worker:
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)
         line = self.process.stdout.readline() if ready else ""
         if not line:
+            exited = self.process.poll()
             self.process.kill()
-            raise AssertionError(f"worker said nothing; stderr:\n{self.process.stderr.read()}")
+            why = f"exited with {exited}" if exited is not None else f"silent for {timeout:g} s"
+            raise AssertionError(
+                f"worker said nothing more ({why}); events so far: {self.seen}; stderr:\n"
+                f"{self.process.stderr.read()}"
+            )
         event = json.loads(line)
         self.seen.append(event)
         return event
