@@ -3,7 +3,6 @@ storage, and the webserver showing both locations."""
 
 from __future__ import annotations
 
-import signal
 import time
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from orchestration.queues import HEARTBEAT_ASSET_QUEUE, HEARTBEAT_QUEUE
 from support.browser import Browser, browser, dagster_services, requires_browser
 from support.databases import Tables
-from support.processes import BIN, dagster, finish
+from support.processes import daemon, dagster, finish, interrupt_all
 
 LOCATIONS = ("instance_one", "instance_two")
 
@@ -71,7 +70,7 @@ def final_rows_by_slot(tables: Tables, queue: str, job: str) -> dict[str, list[s
     return by_slot
 
 
-def test_two_daemons_and_two_locations_beat_once_per_tick(env):
+def test_two_daemons_and_two_locations_beat_once_per_tick(env, tmp_path):
     """Every tick, each daemon launches each location's run: four runs, one beat."""
     env = {**env, "HEARTBEAT_CRON": "* * * * *"}
     for location in LOCATIONS:
@@ -79,10 +78,8 @@ def test_two_daemons_and_two_locations_beat_once_per_tick(env):
             dagster(env, "schedule", "start", "--start-all", "-w", "workspace.yaml", "-l", location)
         )
         assert code == 0, out
-    daemons = [
-        dagster(env, "run", "-w", "workspace.yaml", executable=str(BIN / "dagster-daemon"))
-        for _ in range(2)
-    ]
+    logs = [tmp_path / f"daemon-{n}.log" for n in (1, 2)]
+    daemons = [daemon(env, "workspace.yaml", log) for log in logs]
     tables = Tables(env["LOCK_DATABASE_URL"])
     jobs = ((HEARTBEAT_QUEUE, "heartbeat_job"), (HEARTBEAT_ASSET_QUEUE, "heartbeat"))
     try:
@@ -91,16 +88,13 @@ def test_two_daemons_and_two_locations_beat_once_per_tick(env):
             slots = [final_rows_by_slot(tables, *job) for job in jobs]
             if all(any(len(rows) >= 2 for rows in by_slot.values()) for by_slot in slots):
                 break
-            assert all(d.poll() is None for d in daemons), finish(daemons[0])[1][-3000:]
+            assert all(d.poll() is None for d in daemons), logs[0].read_text()[-3000:]
             time.sleep(2)
         else:
             pytest.fail("no tick ran on both locations within four minutes")
         time.sleep(20)  # let the other daemon's duplicates of that tick finish too
     finally:
-        for daemon in daemons:
-            daemon.send_signal(signal.SIGINT)
-        for daemon in daemons:
-            finish(daemon, timeout=60)
+        interrupt_all(daemons)
     for job in jobs:
         by_slot = final_rows_by_slot(tables, *job)
         # A location whose schedule started just after a minute boundary skips that tick, so

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import pytest
 from orchestration.queues import DIGEST_QUEUE, INBOX_QUEUE
 from support.automated_defs import QUEUE as AUTOMATION_QUEUE
 from support.databases import Tables
-from support.processes import BIN, PROJECT_ROOT, dagster, finish
+from support.processes import BIN, PROJECT_ROOT, daemon, dagster, finish, interrupt_all
 
 BACKFILLS = {
     "instance_one": ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"],
@@ -154,21 +153,20 @@ def scenario(dagster_instance_env, default_databases, tmp_path_factory) -> Itera
             deployment.location,
         )
         launch_backfill(deployment, BACKFILLS[deployment.location])
+    logs = [d.workspace.with_name("daemon.log") for d in deployments]
     daemons = [
-        dagster(d.env, "run", "-w", str(d.workspace), executable=str(BIN / "dagster-daemon"))
-        for d in deployments
+        daemon(d.env, str(d.workspace), log) for d, log in zip(deployments, logs, strict=True)
     ]
     tables = Tables(lock_url)
     deadline = time.monotonic() + 420
     try:
         while not settled(deployments, tables) and time.monotonic() < deadline:
-            if any(daemon.poll() is not None for daemon in daemons):
+            if any(process.poll() is not None for process in daemons):
                 break
             time.sleep(2)
     finally:
-        for daemon in daemons:
-            daemon.send_signal(signal.SIGINT)
-        outputs = [finish(daemon, timeout=60)[1] for daemon in daemons]
+        interrupt_all(daemons)
+    outputs = [log.read_text() for log in logs]
     assert settled(deployments, tables), (
         [d.backfill_statuses() for d in deployments],
         [out[-4000:] for out in outputs],

@@ -29,6 +29,8 @@ from support.processes import BIN, DAGSTER, PROJECT_ROOT
 TICK_TAG = ".dagster/scheduled_execution_time"
 SCHEDULE_TAG = "dagster/schedule_name"
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+# A daemon stopping on a loaded two-core machine waits for its threads' current iteration.
+STOP_SECONDS = 120
 
 
 @dataclass
@@ -120,6 +122,9 @@ class Deployment:
                 hide_password=False
             ),
             "LOCK_DATABASE_URL": lock_database_url,
+            # Dagster's default of 60 s fails runs at start_run when every deployment's schedule
+            # ticks at once on two cores; production code servers are not this loaded.
+            "DAGSTER_GRPC_TIMEOUT_SECONDS": "300",
             **extra_env,
         }
         return cls(name, env, folder)
@@ -211,13 +216,15 @@ class Deployment:
                 time.sleep(1)
 
     def stop(self) -> None:
-        """SIGINT, as an operator's Ctrl-C; SIGKILL to the process group if it hangs."""
+        """SIGINT, as an operator's Ctrl-C; SIGKILL to the process group of any still running
+        after STOP_SECONDS (all of them stop together, so the wait is shared)."""
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_SECONDS
         for process in self.processes:
             try:
-                process.wait(60)
+                process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
