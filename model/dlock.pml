@@ -1,7 +1,9 @@
 /*
- * dlock.pml: the lock protocol of sql/schema.sql (dlock_acquire_v2 with its helpers
- * dlock_completed_slot_v1, dlock_claim_lock_v1 and dlock_claim_slot_v1; dlock_release_v2;
- * dlock_abandon_v2; dlock_renew_all_v1; dlock_fence_is_current_v1) as SPIN checks it.
+ * dlock.pml: the lock protocol of sql/schema.sql as the code calls it, for SPIN: dlock_acquire_v3
+ * (its fast path, then dlock_acquire_v2 with its helpers dlock_completed_slot_v1,
+ * dlock_claim_lock_v1 and dlock_claim_slot_v1); dlock_release_v3 (then dlock_release_v2);
+ * dlock_abandon_v2; dlock_renew_all_v1; dlock_fence_is_current_v1. -DPROTO_V2 leaves version 3
+ * out (the calls of the release before it).
  *
  * Grain: every SQL statement of a server function is one atomic step; a function as a whole is
  * not atomic. Each call runs in one transaction (autocommit) under READ COMMITTED:
@@ -267,6 +269,74 @@ inline end_call(me) {
 /* SELECT acquired, fence, ... FROM dlock_acquire_v2(queue, job, owner, app, run, slot, lease, ...)
    In: me, s (slot). Out: acq, f, delivered. */
 inline acquire(me) {
+#ifndef PROTO_V2
+    /* dlock_acquire_v3's fast path (migration 0011), tried first; everything it does not decide
+       goes to dlock_acquire_v2 below, in the same transaction.
+       v_at := clock_timestamp();
+       ELSIF NOT EXISTS (SELECT 1 FROM job_logs l WHERE .. AND l.slot = p_slot
+                          AND l.claims_slot AND l.status = 'Completed') THEN */
+    atomic {
+        acq = 0; f = 0; found = 0; c = now;
+        i = 1;
+        do
+        :: i < MAXF -> if :: l_slot[i] == s && L_V(i, me) == COMPL -> found = 1 :: else fi; i++
+        :: else -> break
+        od;
+        i = 0;
+        if
+        :: found -> goto acq_v2       /* version 2 reports slot_done */
+        :: else
+        fi
+    }
+    /* WITH claimed AS (UPDATE queue_locks q SET created_time = v_at, owner = p_owner,
+           fence = nextval('queue_lock_fence_seq'), log_id = nextval('job_logs_id_seq'),
+           expires_at = v_at + lease WHERE .. AND q.owner IS NULL RETURNING q.fence, q.log_id)
+       (waits on another writer of the row, then rechecks on its newest version) */
+    atomic {
+        ROW_FREE_FOR(me) ->
+        if
+        :: R_EX(me) && R_OWN(me) == 0 ->
+            lock_row(me);
+            seq++; assert(seq < MAXF);
+            p_own = txown[me]; p_fen = seq; p_exp = c + LEASE; f = seq;
+            COVERED(15)    /* the fast path claims a free row */
+        :: else -> goto acq_v2        /* no row yet, or a holder (live or lapsed): version 2 */
+        fi
+    }
+    /* , written AS (INSERT INTO job_logs (id, .., status, .., fence, slot, ..)
+           SELECT c.log_id, .., 'Processing', .., c.fence, p_slot, .. FROM claimed c
+           ON CONFLICT (queue_name, job_name, slot) WHERE claims_slot DO NOTHING RETURNING l.id)
+       SELECT .. INTO v_fence, v_log_id, v_inserted   (the same statement as the UPDATE: it
+       waits on an uncommitted claiming row of the slot while holding the lock row) */
+    atomic {
+#ifndef BUG_SLOT_BY_QUERY
+        !SLOT_WAIT(s, me) ->
+        i = 1; ins = 1;
+        do
+        :: i < MAXF -> if :: l_slot[i] == s && claims(L_V(i, me)) -> ins = 0 :: else fi; i++
+        :: else -> break
+        od;
+        i = 0;
+#else
+        ins = 1;   /* (bug) no unique index */
+#endif
+        if
+        :: ins -> lock_log(f, me); l_p[f] = PROC; l_slot[f] = s; acq = 1;
+           COVERED(16); goto acq_done    /* granted on the fast path */
+        :: else
+        fi
+    }
+    /* ELSIF v_fence IS NOT NULL THEN   (the slot finished or started meanwhile: give it back)
+       UPDATE queue_locks q SET owner = NULL, log_id = NULL, expires_at = clock_timestamp()
+        WHERE .. AND q.fence = v_fence   (our own uncommitted claim) */
+    atomic {
+        assert(p_tx == me && p_fen == f);
+        p_own = 0; p_exp = now; f = 0;
+        COVERED(17)    /* the fast path gives the lock back */
+    }
+acq_v2:
+    /* SELECT * INTO .. FROM dlock_acquire_v2(..) */
+#endif
     /* dlock_completed_slot_v1: SELECT .. FROM job_logs l WHERE .. AND l.slot = p_slot
        AND l.claims_slot AND l.status = 'Completed' */
     atomic {
@@ -456,6 +526,41 @@ acq_done:
 /* SELECT dlock_release_v2(queue, job, owner, fence, log_id, status, remark). In: me, f, st.
    Out: res. */
 inline release(me) {
+#ifndef PROTO_V2
+    /* dlock_release_v3 (migration 0011): one statement frees the row and closes the log row;
+       when the row is not ours, dlock_release_v2 below says why, in the same transaction.
+       WITH freed AS (UPDATE queue_locks q SET owner = NULL, log_id = NULL,
+           expires_at = clock_timestamp() WHERE .. AND q.owner = p_owner AND q.fence = p_fence
+           RETURNING q.fence) */
+    atomic {
+        ROW_FREE_FOR(me) ->
+#ifndef BUG_RELEASE_NO_CHECK
+        if
+        :: R_EX(me) && R_OWN(me) == txown[me] && R_FEN(me) == f ->
+#else
+        if
+        :: R_EX(me) && R_OWN(me) != 0 ->
+#endif
+            assert(OWN_GRANT(me));     /* never deletes or changes its successor's lock */
+            lock_row(me); p_own = 0; p_exp = now
+        :: else -> goto rel_v2
+        fi
+    }
+    /* , closed AS (UPDATE job_logs l SET status = p_status, .. FROM freed WHERE l.id = p_log_id
+           AND l.status = 'Processing' AND l.fence = freed.fence)   (the same statement)
+       IF v_freed THEN RETURN 'released' */
+    atomic {
+        LOG_FREE_FOR(f, me) ->
+        if
+        :: L_V(f, me) == PROC -> lock_log(f, me); l_p[f] = st
+        :: else
+        fi;
+        res = R_RELEASED; COVERED(18);    /* released by version 3's one statement */
+        goto rel_end
+    }
+rel_v2:
+    /* RETURN dlock_release_v2(..) */
+#endif
     /* UPDATE queue_locks q SET owner = NULL, log_id = NULL, expires_at = clock_timestamp()
         WHERE .. AND q.owner = p_owner AND q.fence = p_fence */
     atomic {

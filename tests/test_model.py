@@ -8,7 +8,10 @@ import pytest
 
 from model import run
 
-pytestmark = pytest.mark.skipif(not run.spin_available(), reason="spin (or gcc) is not installed")
+pytestmark = [
+    pytest.mark.model,
+    pytest.mark.skipif(not run.spin_available(), reason="spin (or gcc) is not installed"),
+]
 
 
 @pytest.mark.parametrize("name", list(run.CHECKS))
