@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast dev bench lint lock reliability model
+.PHONY: install run test test-fast dev bench lint lock reliability model model-full
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ lock: $(BIN)/python
 		--no-emit-find-links --allow-unsafe -o requirements.lock pyproject.toml
 
 # The protocol's model (model/dlock.pml) in SPIN: the exhaustive checks (state counts, times),
-# every buggy variant's counterexample, every reachability witness. Needs spin and gcc.
+# liveness under weak fairness, every buggy variant's counterexample, every reachability
+# witness. Needs spin and gcc. model-full: the larger bounds, about ten minutes and 10 GB each.
 model:
 	$(PYTHON) -m model.run all
+
+model-full:
+	$(PYTHON) -m model.run full

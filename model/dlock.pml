@@ -36,6 +36,8 @@
  *   BUG_RELEASE_NOT_IDEMPOTENT  a release resent after a lost reply does not find its own ending
  *   BUG_ACQUIRE_NOT_IDEMPOTENT  an acquire resent after a lost reply does not find its own grant
  *   BUG_SLOT_BY_QUERY         once-per-slot by a check query instead of the unique index
+ *   BUG_NO_TAKEOVER           a lapsed lease is never taken over (with -DLIVENESS: the waiter
+ *                             waits forever behind a crashed holder)
  */
 
 #ifndef NH
@@ -65,6 +67,19 @@
 /* fences (and job_logs rows) the model has room for: fences 1..7 (wait conditions over the
    rows are written out for exactly these) */
 #define MAXF 8
+
+/* Liveness (-DLIVENESS, checked with weak fairness against the ltl formulas at the end): the last
+   holder is a waiter (on_held="wait"): it has a slot of its own, never crashes, and sends its
+   acquire again after every "held" (or an abandon) until it is granted. Every other holder runs
+   as in the safety checks. The deadline of the real wait is left out: the claim is that a free
+   lock is eventually granted to a waiter that keeps asking. */
+#ifdef LIVENESS
+#define WAITER NH
+#define CAN_CRASH(me) ((me) < NH)
+#else
+#define WAITER 0
+#define CAN_CRASH(me) ((me) <= NH)
+#endif
 
 /* Reachability witnesses: compiled with -DCOVER=n, reaching point n is reported as an error,
    which shows that the event is reachable (tests/test_model.py checks every one: the model is
@@ -114,10 +129,12 @@ bool lost[MAXF];        /* grant f was taken from its holder: take-over or opera
 byte lastgrant;         /* fence of the last committed grant */
 byte txown[NTX];        /* owner token the transaction acts for */
 bool hheld[NTX];        /* the holder believes it holds the lock (acquired, not yet released) */
+bool inbody[NTX];       /* ... and its body runs (it may make a fenced write) */
 byte hfen[NTX];         /* ... with this fence */
 byte crashes, lostreplies, forced;
 byte nfin;              /* holders finished or crashed */
 bool opdone;
+bool waiter_got;        /* the waiter (-DLIVENESS) was granted the lock */
 
 #define R_EX(me)  (p_tx == me -> p_ex  : c_ex)
 #define R_OWN(me) (p_tx == me -> p_own : c_own)
@@ -140,10 +157,6 @@ inline lock_log(i, me) {
     :: else -> skip
     fi
 }
-
-/* A write by a holder that must only ever touch its own grant. */
-#define OWN_GRANT(me) (R_EX(me) && R_OWN(me) == txown[me] && R_FEN(me) == hfen[me])
-
 
 /* A write that waits: some row of slot s is being written by another transaction and claims
    the slot in its committed or its uncommitted version (the unique index makes an INSERT .. ON
@@ -194,6 +207,26 @@ inline check_invariants() {
     :: else -> break
     od;
     assert(j <= 1);
+    /* A fenced write (INSERT INTO heartbeats .. WHERE dlock_fence_is_current_v1(queue, job,
+       fence): SELECT EXISTS (.. q.fence = p_fence AND q.owner IS NOT NULL), one statement that
+       reads the committed row) is accepted only from the current holder, and refused only to a
+       holder that really lost its lease. Its answer can only change at a commit, so checking
+       what it would answer for every holder in its body here, after every commit, checks a
+       write at every instant it could be made, without a step of its own. */
+    i = 1;
+    do
+    :: i <= NH ->
+        if
+        :: inbody[i] && c_ex && c_own != 0 && c_fen == hfen[i] ->
+            assert(c_own == txown[i] && !lost[hfen[i]])
+        :: inbody[i] && !(c_ex && c_own != 0 && c_fen == hfen[i]) ->
+            assert(lost[hfen[i]]);
+            COVERED(9)    /* a fenced write refused: LockLost raised in the body */
+        :: else
+        fi;
+        i++
+    :: else -> break
+    od;
     i = 0; j = 0; k = 0
 }
 
@@ -254,7 +287,7 @@ inline abort(me) {
 inline end_call(me) {
     atomic {
         if
-        :: me <= NH && crashes < MAXCRASH -> crashes++; abort(me); goto crashed
+        :: CAN_CRASH(me) && crashes < MAXCRASH -> crashes++; abort(me); goto crashed
         :: true -> commit(me);
             if
             :: delivered = 1
@@ -376,7 +409,11 @@ acq_pass:
     /* IF v_lock.owner IS NOT NULL AND v_lock.expires_at >= clock_timestamp() THEN RETURN */
     atomic {
         if
+#ifndef BUG_NO_TAKEOVER
         :: vown != 0 && vexp >= now -> goto acq_done    /* held and live: 'held' */
+#else
+        :: vown != 0 -> goto acq_done                   /* (bug) held, lapsed or not */
+#endif
         :: else
         fi
     }
@@ -394,6 +431,9 @@ acq_pass:
 #ifndef BUG_TAKEOVER_NO_EXPIRY
         if
         :: R_EX(me) && R_FEN(me) == vfen && (R_OWN(me) == 0 || R_EXP(me) < c) ->
+#elif defined(BUG_NO_TAKEOVER)
+        if
+        :: R_EX(me) && R_FEN(me) == vfen && R_OWN(me) == 0 ->
 #else
         if
         :: R_EX(me) && R_FEN(me) == vfen ->
@@ -694,8 +734,6 @@ ab_end:
 proctype holder(byte id) {
     HOLDER_LOCALS;
     byte rn;          /* renewals made in this hold */
-    bool learned;     /* this holder learned LockLost */
-    bool wrote;       /* fenced write done in this hold */
     atomic {
         me = id;
         txown[me] = me;   /* owner token: unique per hold (one hold per holder) */
@@ -706,6 +744,8 @@ proctype holder(byte id) {
         :: s = 2
 #endif
         fi
+#elif defined(LIVENESS)
+        s = (me == WAITER -> NSLOT : 1)   /* the others contend for slot 1 and the lock */
 #else
         s = (me - 1) % NSLOT + 1     /* holders 1 and 3 share slot 1; holder 2 has slot 2 */
 #endif
@@ -719,11 +759,19 @@ send_acquire:
         :: goto send_acquire   /* resent on a fresh connection (idempotent for its owner) */
         :: atomic { acq = 0; f = 0 }
            abandon(me);        /* or LockDatabaseError: DistributedLock._abandon */
-           goto done
+           if
+           :: me == WAITER -> goto send_acquire    /* it keeps waiting */
+           :: else -> goto done
+           fi
         fi
     :: else
     fi;
     atomic {
+        if
+        :: me == WAITER && !acq -> goto send_acquire   /* held: wait, then ask again */
+        :: else
+        fi;
+        waiter_got = waiter_got || me == WAITER;
         if
         :: !acq ->
             /* an acquire answered 'not acquired' leaves its caller holding nothing */
@@ -731,45 +779,32 @@ send_acquire:
             goto done
         :: else
         fi;
-        hheld[me] = 1; hfen[me] = f; check_invariants();
-        st = COMPL
+        hheld[me] = 1; hfen[me] = f; inbody[me] = 1; check_invariants()
     }
     /* the body runs; the renewal thread renews */
     do
-    :: rn < MAXREN && !learned ->
+    :: rn < MAXREN ->
         rn++;
         renew(me);
         atomic {
             if
             :: delivered && res == R_LOST ->
                 assert(lost[f]);   /* LockLost only when the lease was really taken */
-                learned = 1; COVERED(8)
+                COVERED(8)
             :: else
             fi;
             res = 0
         }
-    :: !wrote ->
-        /* INSERT INTO heartbeats .. WHERE dlock_fence_is_current_v1(queue, job, fence):
-           SELECT EXISTS (.. q.fence = p_fence AND q.owner IS NOT NULL)   (one statement) */
-        atomic {
-            wrote = 1;
-            if
-            :: c_ex && c_own != 0 && c_fen == f ->
-                /* a fenced write is accepted only from the current holder */
-                assert(c_own == txown[me] && !lost[f])
-            :: else ->
-                assert(lost[f]);
-                learned = 1; st = FAIL;    /* LockLost raised in the body */
-                COVERED(9)
-            fi
-        }
-    :: me <= NH && crashes < MAXCRASH -> crashes++; goto crashed   /* killed while the body runs */
+    :: CAN_CRASH(me) && crashes < MAXCRASH -> crashes++; goto crashed   /* killed in the body */
     :: break
     od;
-    if
-    :: st = COMPL       /* the body returned */
-    :: st = FAIL        /* the body raised */
-    fi;
+    atomic {
+        inbody[me] = 0;
+        if
+        :: st = COMPL       /* the body returned */
+        :: st = FAIL        /* the body raised (LockLost from a fenced write among others) */
+        fi
+    }
 send_release:
     release(me);
     if
@@ -790,9 +825,8 @@ send_release:
 done:
 crashed:
     atomic {
-        hheld[me] = 0; nfin++;
-        me = 0; s = 0; f = 0; st = 0; res = 0; acq = 0; delivered = 0; rn = 0; learned = 0;
-        wrote = 0
+        hheld[me] = 0; inbody[me] = 0; nfin++;
+        me = 0; s = 0; f = 0; st = 0; res = 0; acq = 0; delivered = 0; rn = 0
     }
 }
 
@@ -842,6 +876,7 @@ end_clock:
     od
 }
 
+#ifndef LIVENESS
 /* After all holders: every slot not Completed can still run. Once every lease has lapsed, a
    fresh acquire of the slot is granted (no slot stays blocked by a crashed holder); its
    release then completes the slot. */
@@ -877,6 +912,18 @@ active proctype probe() {
 crashed:    /* (never: the probe does not crash) */
     skip
 }
+#else
+/* Once every holder but the waiter is gone, the clock may run past every lease, as it does
+   after the last holder in the safety checks: a crashed holder's lease then lapses. */
+active proctype others_gone() {
+    (nfin == NH - 1 && !waiter_got || nfin == NH) && opdone -> ended = 1
+}
+
+/* Under weak fairness (pan -a -f): a waiter that keeps asking is eventually granted the lock,
+   and every holder eventually ends (returns or crashes): no livelock, no wait without end. */
+ltl waiter_is_granted { <> waiter_got }
+ltl every_holder_ends { <> (nfin == NH) }
+#endif
 
 init {
     atomic {

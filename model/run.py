@@ -1,6 +1,9 @@
-"""Runs SPIN on model/dlock.pml: `python -m model.run [check|bugs|cover|all]` (`make model`).
+"""Runs SPIN on model/dlock.pml: `python -m model.run [check|live|bugs|cover|all|full]`
+(`make model` runs all).
 
 check: the real protocol, exhaustively, at each configuration in CHECKS (state count, time).
+full:  the same at FULL_CHECKS, larger bounds (minutes and gigabytes each; not part of all).
+live:  the liveness formulas in LIVE, under weak fairness (acceptance cycles, exhaustive).
 bugs:  every buggy variant must give an error and a trail (a counterexample).
 cover: every reachability witness must be reached (the model is not vacuous).
 """
@@ -18,21 +21,15 @@ from pathlib import Path
 
 MODEL = Path(__file__).with_name("dlock.pml")
 
-# Exhaustive configurations of the real protocol (see model/README.md for what each covers).
+# Exhaustive configurations of the real protocol that CI checks (model/README.md gives each
+# one's figures). Together they reach every bound: three holders, two slots, two crashes, two
+# pauses past the lease, a lost reply and the operator's forced release; not all at once.
 CHECKS = {
-    "two holders, crashes, operator, pauses": [
+    "two holders, every fault": [
         "-DNH=2",
         "-DLEASE=0",
         "-DTMAX=2",
         "-DMAXCRASH=2",
-        "-DMAXOP=1",
-        "-DMAXLOST=0",
-    ],
-    "two holders, lost replies, crash, operator, pauses": [
-        "-DNH=2",
-        "-DLEASE=0",
-        "-DTMAX=2",
-        "-DMAXCRASH=1",
         "-DMAXOP=1",
         "-DMAXLOST=1",
     ],
@@ -44,20 +41,60 @@ CHECKS = {
         "-DMAXOP=0",
         "-DMAXLOST=0",
     ],
+    "three holders, two pauses": [
+        "-DNH=3",
+        "-DLEASE=0",
+        "-DTMAX=2",
+        "-DMAXCRASH=0",
+        "-DMAXOP=0",
+        "-DMAXLOST=0",
+    ],
+}
+
+# Larger searches, too long for CI (`python -m model.run full`, about ten minutes and 10 GB
+# each on this machine; model/README.md records what they gave).
+FULL_CHECKS = {
+    "three holders, two crashes, operator, one pause": [
+        "-DNH=3",
+        "-DLEASE=0",
+        "-DTMAX=1",
+        "-DMAXCRASH=2",
+        "-DMAXOP=1",
+        "-DMAXLOST=0",
+    ],
+    "three holders, crash, lost reply, one pause": [
+        "-DNH=3",
+        "-DLEASE=0",
+        "-DTMAX=1",
+        "-DMAXCRASH=1",
+        "-DMAXOP=0",
+        "-DMAXLOST=1",
+    ],
 }
 
 # Each buggy variant with the smallest configuration that shows it (a counterexample found
-# at a small bound is a real one). Search: depth-first, stops at the first error.
+# at a small bound is a real one), and the liveness formula it breaks (None: an assertion).
+# Search: depth-first, stops at the first error.
 SMALL = ["-DNH=2", "-DLEASE=0", "-DTMAX=2", "-DMAXCRASH=0", "-DMAXOP=0", "-DMAXLOST=0"]
-BUGS = {
-    "BUG_RELEASE_NO_CHECK": SMALL,
-    "BUG_TAKEOVER_NO_EXPIRY": SMALL,
-    "BUG_RENEW_NO_CHECK": SMALL,
-    "BUG_FENCE_BEFORE_WAIT": SMALL[:-3] + ["-DMAXCRASH=0", "-DMAXOP=1", "-DMAXLOST=0"],
-    "BUG_RELEASE_NOT_IDEMPOTENT": SMALL[:-1] + ["-DMAXLOST=1"],
-    "BUG_ACQUIRE_NOT_IDEMPOTENT": SMALL[:-1] + ["-DMAXLOST=1"],
-    "BUG_SLOT_BY_QUERY": SMALL + ["-DANY_SLOT"],  # two holders of one slot
+WITH_OPERATOR = SMALL[:-2] + ["-DMAXOP=1", "-DMAXLOST=0"]
+WITH_LOST_REPLY = SMALL[:-1] + ["-DMAXLOST=1"]
+WITH_CRASH = ["-DNH=2", "-DLEASE=0", "-DTMAX=2", "-DMAXCRASH=1", "-DMAXOP=0", "-DMAXLOST=0"]
+BUGS: dict[str, tuple[list[str], str | None]] = {
+    "BUG_RELEASE_NO_CHECK": (SMALL, None),
+    "BUG_TAKEOVER_NO_EXPIRY": (SMALL, None),
+    "BUG_RENEW_NO_CHECK": (SMALL, None),
+    "BUG_FENCE_BEFORE_WAIT": (WITH_OPERATOR, None),
+    "BUG_RELEASE_NOT_IDEMPOTENT": (WITH_LOST_REPLY, None),
+    "BUG_ACQUIRE_NOT_IDEMPOTENT": (WITH_LOST_REPLY, None),
+    "BUG_SLOT_BY_QUERY": (SMALL + ["-DANY_SLOT"], None),  # two holders of one slot
+    "BUG_NO_TAKEOVER": (WITH_CRASH, "waiter_is_granted"),
 }
+
+# Liveness: a waiter beside a holder that crashes, loses a reply and pauses twice, and the
+# operator (see LIVENESS in dlock.pml). Weak fairness keeps a copy of every state per process,
+# so this is smaller than the safety bounds.
+LIVE = ["-DNH=2", "-DLEASE=0", "-DTMAX=2", "-DMAXCRASH=1", "-DMAXOP=1", "-DMAXLOST=1"]
+LIVE_FORMULAS = ["waiter_is_granted", "every_holder_ends"]
 
 # Reachability witnesses (-DCOVER=n in dlock.pml) and the configuration that reaches each.
 # 3 (an orphaned Processing row closed by the slot claim) is unreachable here: the operator in
@@ -66,12 +103,14 @@ BUGS = {
 FULL = ["-DNH=2", "-DLEASE=0", "-DTMAX=2", "-DMAXCRASH=1", "-DMAXOP=1", "-DMAXLOST=1"]
 COVER = [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
 # Witnesses 4 and 17 (the lock given back because the slot was taken meanwhile, by version 2
-# and by version 3's fast path) need two holders of one slot.
-COVER_EXTRA = {4: ["-DANY_SLOT"], 17: ["-DANY_SLOT"]}
+# and by version 3's fast path) need two holders of one slot; depth-first reaches 13 (two
+# inserts of a new lock row, one conflicting) in 200,000 states without faults, in ten million
+# with them.
+COVER_DEFINES = {4: FULL + ["-DANY_SLOT"], 17: FULL + ["-DANY_SLOT"], 13: SMALL}
 
 
 def cover_defines(n: int) -> list[str]:
-    return [f"-DCOVER={n}", *FULL, *COVER_EXTRA.get(n, [])]
+    return [f"-DCOVER={n}", *COVER_DEFINES.get(n, FULL)]
 
 
 @dataclass
@@ -88,7 +127,9 @@ def spin_available() -> bool:
     return shutil.which("spin") is not None and shutil.which("gcc") is not None
 
 
-def run_pan(defines: list[str], *, cc_flags: list[str], pan_flags: list[str]) -> Result:
+def run_pan(
+    defines: list[str], *, cc_flags: list[str], pan_flags: list[str], optimize: str = "-O2"
+) -> Result:
     with tempfile.TemporaryDirectory(prefix="dlock-spin-") as tmp:
         work = Path(tmp)
         shutil.copy(MODEL, work / "dlock.pml")
@@ -100,7 +141,7 @@ def run_pan(defines: list[str], *, cc_flags: list[str], pan_flags: list[str]) ->
             text=True,
         )
         subprocess.run(
-            ["gcc", "-O2", "-DSAFETY", *cc_flags, "-o", "pan", "pan.c"],
+            ["gcc", optimize, *cc_flags, "-o", "pan", "pan.c"],
             cwd=work,
             check=True,
             capture_output=True,
@@ -125,19 +166,39 @@ def run_pan(defines: list[str], *, cc_flags: list[str], pan_flags: list[str]) ->
 
 def check(defines: list[str]) -> Result:
     """The real protocol, exhaustive (lossless state compression)."""
-    return run_pan(defines, cc_flags=["-DCOLLAPSE", "-DMEMLIM=4096"], pan_flags=[])
+    return run_pan(defines, cc_flags=SAFETY, pan_flags=[])
 
 
-def find_error(defines: list[str]) -> Result:
-    """Stops at the first error and writes its trail."""
-    return run_pan(defines, cc_flags=["-DCOLLAPSE", "-DMEMLIM=4096"], pan_flags=[])
+def check_liveness(defines: list[str], formula: str) -> Result:
+    """One ltl formula of the model, exhaustive: no accepting cycle under weak fairness."""
+    return run_pan(
+        ["-DLIVENESS", *defines], cc_flags=LIVENESS, pan_flags=["-a", "-f", "-N", formula]
+    )
+
+
+def find_error(defines: list[str], *, liveness: str | None = None) -> Result:
+    """Stops at the first error and writes its trail. These searches end in seconds, so the
+    model is compiled without optimisation (gcc -O2 on pan.c alone takes about ten)."""
+    if liveness:
+        return run_pan(
+            ["-DLIVENESS", *defines],
+            cc_flags=LIVENESS,
+            pan_flags=["-a", "-f", "-N", liveness],
+            optimize="-O0",
+        )
+    return run_pan(defines, cc_flags=SAFETY, pan_flags=[], optimize="-O0")
+
+
+SAFETY = ["-DSAFETY", "-DCOLLAPSE", "-DMEMLIM=16384"]
+# Weak fairness keeps a copy of each state per process: NFAIR sizes that table.
+LIVENESS = ["-DCOLLAPSE", "-DMEMLIM=16384", "-DNFAIR=4"]
 
 
 def main(argv: list[str]) -> int:
     what = argv[0] if argv else "all"
     failed = False
-    if what in ("check", "all"):
-        for name, defines in CHECKS.items():
+    if what in ("check", "full", "all"):
+        for name, defines in (FULL_CHECKS if what == "full" else CHECKS).items():
             result = check(defines)
             print(
                 f"{name} ({' '.join(defines)}): {result.states:,} states, "
@@ -145,9 +206,18 @@ def main(argv: list[str]) -> int:
                 f"{'exhaustive' if result.complete else 'INCOMPLETE'}"
             )
             failed |= result.errors != 0 or not result.complete
+    if what in ("live", "all"):
+        for formula in LIVE_FORMULAS:
+            result = check_liveness(LIVE, formula)
+            print(
+                f"liveness {formula} ({' '.join(LIVE)}): {result.states:,} states, "
+                f"{result.seconds:.1f} s, errors {result.errors}, "
+                f"{'exhaustive' if result.complete else 'INCOMPLETE'}"
+            )
+            failed |= result.errors != 0 or not result.complete
     if what in ("bugs", "all"):
-        for bug, defines in BUGS.items():
-            result = find_error([f"-D{bug}", *defines])
+        for bug, (defines, formula) in BUGS.items():
+            result = find_error([f"-D{bug}", *defines], liveness=formula)
             violated = re.search(r"pan:1: (.*?) \(at depth", result.output)
             print(
                 f"{bug}: errors {result.errors}, trail {result.trail}, "

@@ -22,9 +22,18 @@ def test_real_protocol_has_no_error(name: str) -> None:
     print(f"{name}: {result.states:,} states in {result.seconds:.1f} s")
 
 
+@pytest.mark.parametrize("formula", run.LIVE_FORMULAS)
+def test_liveness_holds_under_weak_fairness(formula: str) -> None:
+    result = run.check_liveness(run.LIVE, formula)
+    assert result.complete, result.output
+    assert result.errors == 0, result.output
+    print(f"{formula}: {result.states:,} states in {result.seconds:.1f} s")
+
+
 @pytest.mark.parametrize("bug", list(run.BUGS))
 def test_buggy_variant_gives_a_counterexample(bug: str) -> None:
-    result = run.find_error([f"-D{bug}", *run.BUGS[bug]])
+    defines, formula = run.BUGS[bug]
+    result = run.find_error([f"-D{bug}", *defines], liveness=formula)
     assert result.errors >= 1 and result.trail, result.output
 
 

@@ -28,6 +28,8 @@ QUEUE, JOB = "queue-model", "job-model"
 HOLDERS = 3
 SLOTS = ("tick-1", "tick-2")
 LEASE = 300.0
+# The bar the issue sets: this many examples, each of at least this many steps.
+EXAMPLES, MIN_STEPS = 200, 50
 
 ACQUIRE = (
     "SELECT acquired, fence, log_id, reason FROM dlock_acquire_v3(%s, %s, %s, %s, NULL, %s,"
@@ -63,10 +65,12 @@ def test_protocol_state_machine(machine_url: str) -> None:
     connections = [psycopg.connect(machine_url, autocommit=True) for _ in range(HOLDERS + 1)]
     try:
         ProtocolMachine.connections = connections
+        ProtocolMachine.steps_per_example = []
         run_state_machine_as_test(
             ProtocolMachine,
             settings=settings(
-                max_examples=200,
+                # Hypothesis begins with a few short examples of its own choosing.
+                max_examples=EXAMPLES + EXAMPLES // 4,
                 stateful_step_count=60,
                 deadline=None,
                 suppress_health_check=list(HealthCheck),
@@ -76,6 +80,9 @@ def test_protocol_state_machine(machine_url: str) -> None:
     finally:
         for conn in connections:
             conn.close()
+    # Hypothesis stops an example early with a small probability: count what really ran.
+    long_enough = [n for n in ProtocolMachine.steps_per_example if n >= MIN_STEPS]
+    assert len(long_enough) >= EXAMPLES, sorted(ProtocolMachine.steps_per_example)[:20]
 
 
 holder_ids = st.integers(min_value=0, max_value=HOLDERS - 1)
@@ -83,6 +90,7 @@ holder_ids = st.integers(min_value=0, max_value=HOLDERS - 1)
 
 class ProtocolMachine(RuleBasedStateMachine):
     connections: list[psycopg.Connection] = []
+    steps_per_example: list[int] = []
 
     @initialize()
     def clean(self) -> None:
@@ -250,6 +258,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     def tables_hold_the_invariants(self) -> None:
         if not hasattr(self, "holds"):
             return
+        self.steps += 1
         logs = self.admin.execute(
             "SELECT id, status, fence, slot, claims_slot FROM job_logs"
             " WHERE queue_name = %s AND job_name = %s",
@@ -286,6 +295,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         # No slot stays blocked: once every lease has lapsed, each slot not completed can run.
         if not hasattr(self, "holds"):
             return
+        # The invariant also ran once after the initialize rule, which is a step of its own.
+        self.steps_per_example.append(self.steps - 1)
         self.admin.execute(
             "UPDATE queue_locks SET expires_at = clock_timestamp()"
             " - interval '1 s' WHERE owner IS NOT NULL"
