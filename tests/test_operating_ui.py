@@ -57,10 +57,13 @@ def see(ui: Browser, text: str, seconds: float = 120) -> None:
 
 def run_tags(ui: Browser, run_id: str, *texts: str) -> str:
     """The run's page once it shows `texts`, and its tags as "View tags and config" shows
-    them; returns the dialog's text."""
+    them; returns the dialog's text. The page is loaded again once the texts show: a page
+    opened while the run was going keeps the tags it loaded then (dlock/outcome: running)."""
     ui.page.goto(f"/runs/{run_id}")
     for text in texts:
         see(ui, text)
+    ui.page.reload()
+    see(ui, texts[0])
     ui.page.get_by_role("button", name="View tags and config").click()
     dialog = ui.page.get_by_role("dialog")
     dialog.get_by_text("dlock/outcome").first.wait_for()
