@@ -21,86 +21,65 @@ from pathlib import Path
 
 MODEL = Path(__file__).with_name("dlock.pml")
 
+
+def bounds(
+    holders: int, clock: int, *, crashes: int = 0, lost: int = 0, forced: int = 0
+) -> list[str]:
+    """The model's bounds as SPIN defines: holders, the clock's horizon (one pause past the
+    lease per tick; LEASE=0 lapses a lease at the next tick), crashes, lost replies and the
+    operator's forced releases. One lock with two slots."""
+    return [
+        f"-DNH={holders}",
+        "-DLEASE=0",
+        f"-DTMAX={clock}",
+        f"-DMAXCRASH={crashes}",
+        f"-DMAXOP={forced}",
+        f"-DMAXLOST={lost}",
+    ]
+
+
 # Exhaustive configurations of the real protocol that CI checks (model/README.md gives each
 # one's figures). Together they reach every bound: three holders, two slots, two crashes, two
 # pauses past the lease, a lost reply and the operator's forced release; not all at once.
 CHECKS = {
-    "two holders, every fault": [
-        "-DNH=2",
-        "-DLEASE=0",
-        "-DTMAX=2",
-        "-DMAXCRASH=2",
-        "-DMAXOP=1",
-        "-DMAXLOST=1",
-    ],
-    "three holders, one pause": [
-        "-DNH=3",
-        "-DLEASE=0",
-        "-DTMAX=1",
-        "-DMAXCRASH=0",
-        "-DMAXOP=0",
-        "-DMAXLOST=0",
-    ],
-    "three holders, two pauses": [
-        "-DNH=3",
-        "-DLEASE=0",
-        "-DTMAX=2",
-        "-DMAXCRASH=0",
-        "-DMAXOP=0",
-        "-DMAXLOST=0",
-    ],
+    "two holders, every fault": bounds(2, 2, crashes=2, lost=1, forced=1),
+    "three holders, one pause": bounds(3, 1),
+    "three holders, two pauses": bounds(3, 2),
 }
 
 # Larger searches, too long for CI (`python -m model.run full`, about ten minutes and 10 GB
 # each on this machine; model/README.md records what they gave).
 FULL_CHECKS = {
-    "three holders, two crashes, operator, one pause": [
-        "-DNH=3",
-        "-DLEASE=0",
-        "-DTMAX=1",
-        "-DMAXCRASH=2",
-        "-DMAXOP=1",
-        "-DMAXLOST=0",
-    ],
-    "three holders, crash, lost reply, one pause": [
-        "-DNH=3",
-        "-DLEASE=0",
-        "-DTMAX=1",
-        "-DMAXCRASH=1",
-        "-DMAXOP=0",
-        "-DMAXLOST=1",
-    ],
+    "three holders, two crashes, operator, one pause": bounds(3, 1, crashes=2, forced=1),
+    "three holders, crash, lost reply, one pause": bounds(3, 1, crashes=1, lost=1),
 }
 
 # Each buggy variant with the smallest configuration that shows it (a counterexample found
 # at a small bound is a real one), and the liveness formula it breaks (None: an assertion).
 # Search: depth-first, stops at the first error.
-SMALL = ["-DNH=2", "-DLEASE=0", "-DTMAX=2", "-DMAXCRASH=0", "-DMAXOP=0", "-DMAXLOST=0"]
-WITH_OPERATOR = SMALL[:-2] + ["-DMAXOP=1", "-DMAXLOST=0"]
-WITH_LOST_REPLY = SMALL[:-1] + ["-DMAXLOST=1"]
-WITH_CRASH = ["-DNH=2", "-DLEASE=0", "-DTMAX=2", "-DMAXCRASH=1", "-DMAXOP=0", "-DMAXLOST=0"]
+SMALL = bounds(2, 2)
 BUGS: dict[str, tuple[list[str], str | None]] = {
     "BUG_RELEASE_NO_CHECK": (SMALL, None),
     "BUG_TAKEOVER_NO_EXPIRY": (SMALL, None),
     "BUG_RENEW_NO_CHECK": (SMALL, None),
-    "BUG_FENCE_BEFORE_WAIT": (WITH_OPERATOR, None),
-    "BUG_RELEASE_NOT_IDEMPOTENT": (WITH_LOST_REPLY, None),
-    "BUG_ACQUIRE_NOT_IDEMPOTENT": (WITH_LOST_REPLY, None),
+    "BUG_FENCE_BEFORE_WAIT": (bounds(2, 2, forced=1), None),
+    "BUG_RELEASE_NOT_IDEMPOTENT": (bounds(2, 2, lost=1), None),
+    "BUG_ACQUIRE_NOT_IDEMPOTENT": (bounds(2, 2, lost=1), None),
     "BUG_SLOT_BY_QUERY": (SMALL + ["-DANY_SLOT"], None),  # two holders of one slot
-    "BUG_NO_TAKEOVER": (WITH_CRASH, "waiter_is_granted"),
+    "BUG_NO_TAKEOVER": (bounds(2, 2, crashes=1), "waiter_is_granted"),
 }
 
 # Liveness: a waiter beside a holder that crashes, loses a reply and pauses twice, and the
 # operator (see LIVENESS in dlock.pml). Weak fairness keeps a copy of every state per process,
 # so this is smaller than the safety bounds.
-LIVE = ["-DNH=2", "-DLEASE=0", "-DTMAX=2", "-DMAXCRASH=1", "-DMAXOP=1", "-DMAXLOST=1"]
+LIVE = bounds(2, 2, crashes=1, lost=1, forced=1)
 LIVE_FORMULAS = ["waiter_is_granted", "every_holder_ends"]
 
 # Reachability witnesses (-DCOVER=n in dlock.pml) and the configuration that reaches each.
 # 3 (an orphaned Processing row closed by the slot claim) is unreachable here: the operator in
 # the model always closes the holder's row with the lock row, which is what makes every
 # Processing row belong to the current grant.
-FULL = ["-DNH=2", "-DLEASE=0", "-DTMAX=2", "-DMAXCRASH=1", "-DMAXOP=1", "-DMAXLOST=1"]
+FULL = bounds(2, 2, crashes=1, lost=1, forced=1)
 COVER = [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
 # Witnesses 4 and 17 (the lock given back because the slot was taken meanwhile, by version 2
 # and by version 3's fast path) need two holders of one slot; depth-first reaches 13 (two
