@@ -148,10 +148,13 @@ def check(defines: list[str]) -> Result:
     return run_pan(defines, cc_flags=SAFETY, pan_flags=[])
 
 
-def check_liveness(defines: list[str], formula: str) -> Result:
+def check_liveness(defines: list[str], formula: str, *, optimize: str = "-O2") -> Result:
     """One ltl formula of the model, exhaustive: no accepting cycle under weak fairness."""
     return run_pan(
-        ["-DLIVENESS", *defines], cc_flags=LIVENESS, pan_flags=["-a", "-f", "-N", formula]
+        ["-DLIVENESS", *defines],
+        cc_flags=LIVENESS,
+        pan_flags=["-a", "-f", "-N", formula],
+        optimize=optimize,
     )
 
 
@@ -159,12 +162,7 @@ def find_error(defines: list[str], *, liveness: str | None = None) -> Result:
     """Stops at the first error and writes its trail. These searches end in seconds, so the
     model is compiled without optimisation (gcc -O2 on pan.c alone takes about ten)."""
     if liveness:
-        return run_pan(
-            ["-DLIVENESS", *defines],
-            cc_flags=LIVENESS,
-            pan_flags=["-a", "-f", "-N", liveness],
-            optimize="-O0",
-        )
+        return check_liveness(defines, liveness, optimize="-O0")
     return run_pan(defines, cc_flags=SAFETY, pan_flags=[], optimize="-O0")
 
 

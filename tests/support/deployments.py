@@ -10,7 +10,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -24,13 +23,11 @@ from sqlalchemy import make_url
 
 from resources.urls import libpq_url
 from support.databases import ThrowawayDatabases, free_port
-from support.processes import BIN, DAGSTER, PROJECT_ROOT
+from support.processes import BIN, DAGSTER, PROJECT_ROOT, interrupt_all
 
 TICK_TAG = ".dagster/scheduled_execution_time"
 SCHEDULE_TAG = "dagster/schedule_name"
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
-# A daemon stopping on a loaded two-core machine waits for its threads' current iteration.
-STOP_SECONDS = 120
 
 
 @dataclass
@@ -218,16 +215,7 @@ class Deployment:
     def stop(self) -> None:
         """SIGINT, as an operator's Ctrl-C; SIGKILL to the process group of any still running
         after STOP_SECONDS (all of them stop together, so the wait is shared)."""
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + STOP_SECONDS
-        for process in self.processes:
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        interrupt_all(self.processes, kill_group=True)
         self.processes.clear()
 
     def output(self, tail: int = 4000) -> str:

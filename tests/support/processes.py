@@ -21,6 +21,9 @@ WORKER_SCRIPT = Path(__file__).with_name("lock_worker.py")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # How long a child that closed its output may take to exit before we call it hung.
 EXIT_AFTER_EOF = 10.0
+# How long a dagster process may take to stop after SIGINT: on a loaded two-core machine a
+# daemon waits for its threads' current iteration.
+STOP_SECONDS = 120.0
 
 
 class EventStream:
@@ -145,9 +148,12 @@ def daemon(env: dict[str, str], workspace: str, log_path: Path) -> subprocess.Po
         )
 
 
-def interrupt_all(processes: list[subprocess.Popen], seconds: float = 120) -> None:
+def interrupt_all(
+    processes: list[subprocess.Popen], seconds: float = STOP_SECONDS, *, kill_group: bool = False
+) -> None:
     """SIGINT to every process at once, as Ctrl-C; SIGKILL to any still running after
-    `seconds` (the wait is shared: under load each daemon takes its time to stop)."""
+    `seconds` (the wait is shared: under load each daemon takes its time to stop), or to its
+    whole process group with `kill_group` (processes started with start_new_session)."""
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -156,7 +162,10 @@ def interrupt_all(processes: list[subprocess.Popen], seconds: float = 120) -> No
         try:
             process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            process.kill()
+            if kill_group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
             process.wait()
 
 
