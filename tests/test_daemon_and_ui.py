@@ -158,14 +158,19 @@ def test_webserver_shows_both_locations_and_toggles_a_schedule(env):
 @requires_browser
 def test_browser_shows_locations_jobs_schedules_and_the_lock_resource(env, tmp_path):
     with dagster_services(env, daemon=False) as dagster_ui, browser(tmp_path, dagster_ui.url) as ui:
+        # Each page is read once everything the checks below look for has rendered: the UI
+        # fills a list row by row, and under load a row can come seconds after the first.
         ui.page.goto("/locations")
-        ui.see("instance_two")
+        for text in ("instance_one", "instance_two", "Loaded"):
+            ui.see(text)
         locations = ui.page.content()
         ui.page.goto("/automation")
-        ui.see("heartbeat_asset_job_hourly_schedule")
+        for text in ("heartbeat_job_hourly_schedule", "heartbeat_asset_job_hourly_schedule"):
+            ui.see(text)
         automation = ui.page.content()
         ui.page.goto("/locations/instance_two/jobs")
-        ui.see("heartbeat_asset_job")
+        for text in ("heartbeat_job", "heartbeat_asset_job"):
+            ui.see(text)
         jobs = ui.page.content()
         ui.shot("jobs")
         ui.page.goto("/locations/instance_one/resources/lock")
