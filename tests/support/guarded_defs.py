@@ -50,7 +50,7 @@ def work(context, lock: DistributedLockResource, held: Held, config: WorkConfig,
                 "job_name": held.job_name,
                 "fence": held.fence,
                 "slot": held.slot,
-                "run_id": context.run_id,
+                "run_id": context.run.run_id,
             },
         ).fetchone()
     assert row is not None, "the fence was no longer current"
