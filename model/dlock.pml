@@ -38,6 +38,8 @@
  *   BUG_SLOT_BY_QUERY         once-per-slot by a check query instead of the unique index
  *   BUG_NO_TAKEOVER           a lapsed lease is never taken over (with -DLIVENESS: the waiter
  *                             waits forever behind a crashed holder)
+ *   BUG_OPERATOR_FENCE_APART  (with -DOP_FENCED) the operator's release compares the fence in a
+ *                             read of its own, before it locks the row
  */
 
 #ifndef NH
@@ -63,6 +65,9 @@
 #endif
 #ifndef MAXOP
 #define MAXOP 1         /* operator's forced releases */
+#endif
+#ifndef MAXRESET
+#define MAXRESET 0      /* operator's slot resets (dlock_reset_slot_v1): a Completed slot re-opened */
 #endif
 /* fences (and job_logs rows) the model has room for: fences 1..7 (wait conditions over the
    rows are written out for exactly these) */
@@ -101,6 +106,7 @@
 #define COMPL 2
 #define FAIL  3
 #define EXIT  4
+#define RESET 5         /* a Completed row re-opened by the operator: claims the slot no more */
 #define claims(st) ((st) == PROC || (st) == COMPL)   /* claims_slot (slot is never NULL here) */
 
 /* call outcomes */
@@ -131,7 +137,11 @@ byte txown[NTX];        /* owner token the transaction acts for */
 bool hheld[NTX];        /* the holder believes it holds the lock (acquired, not yet released) */
 bool inbody[NTX];       /* ... and its body runs (it may make a fenced write) */
 byte hfen[NTX];         /* ... with this fence */
-byte crashes, lostreplies, forced;
+byte crashes, lostreplies, forced, resets;
+#if MAXRESET > 0
+byte ncompl[NSLOT + 1]; /* Completed rows committed per slot ... */
+byte nreset[NSLOT + 1]; /* ... and resets committed per slot */
+#endif
 byte nfin;              /* holders finished or crashed */
 bool opdone;
 bool waiter_got;        /* the waiter (-DLIVENESS) was granted the lock */
@@ -256,6 +266,17 @@ inline commit(me) {
         :: l_tx[i] == me ->
             /* a holder that lost its lease never writes Completed */
             assert(!(l_p[i] == COMPL && l_c[i] != COMPL && lost[i]));
+#if MAXRESET > 0
+            /* exactly once between resets: a slot completes again only after a reset */
+            if
+            :: l_p[i] == COMPL && l_c[i] != COMPL ->
+                ncompl[l_slot[i]]++; assert(ncompl[l_slot[i]] <= nreset[l_slot[i]] + 1);
+                if :: nreset[l_slot[i]] > 0 -> COVERED(21) :: else fi   /* a reset slot ran again */
+            :: l_p[i] == RESET && l_c[i] != RESET ->
+                assert(l_c[i] == COMPL); nreset[l_slot[i]]++
+            :: else
+            fi;
+#endif
             l_c[i] = l_p[i]; l_tx[i] = 0; l_p[i] = 0
         :: else
         fi;
@@ -830,15 +851,23 @@ crashed:
     }
 }
 
-/* An operator's forced release: clear or delete the lock row and mark the holder's Processing
-   row Exited, in one transaction. The holder must then learn LockLost. */
+/* An operator's release (dlock_operator_release_v1): clear or delete the lock row and mark the
+   holder's Processing row Exited, in one transaction. The holder must then learn LockLost.
+   With --force (the default here) it frees whatever holds the lock. With -DOP_FENCED it is
+   `dlock release --fence F`: the operator reads F in `dlock status` (a plain read, one step),
+   and the release, later, acts only if the lock still carries F under its row lock; otherwise
+   it touches nothing ('fence_moved', 'not_held'). It must never end a grant it was not shown. */
 active proctype operator() {
     HOLDER_LOCALS;
     byte lg;
+#ifdef OP_FENCED
+    byte seen;    /* the fence `dlock status` showed */
+#endif
     me = OPTX;
     do
+#ifndef OP_FENCED
     :: /* UPDATE queue_locks SET owner = NULL, log_id = NULL, expires_at = clock_timestamp()
-          (or DELETE FROM queue_locks) WHERE queue/job RETURNING log_id */
+          (or DELETE FROM queue_locks) WHERE queue/job, while someone holds it */
         atomic {
             forced < MAXOP && ROW_FREE_FOR(me) && c_ex && c_own != 0 ->
             forced++;
@@ -848,6 +877,40 @@ active proctype operator() {
             :: p_own = 0; p_exp = now      /* UPDATE .. SET owner = NULL */
             fi
         }
+#else
+    :: /* dlock status: SELECT fence FROM queue_locks WHERE .. AND owner IS NOT NULL */
+        atomic { forced < MAXOP && c_ex && c_own != 0 -> forced++; seen = c_fen }
+#ifdef BUG_OPERATOR_FENCE_APART
+        /* the fence compared by a read of its own; then the row is locked and whatever holds
+           it is freed: a take-over in between is released in place of the grant shown */
+        if
+        :: atomic { c_ex && c_own != 0 && c_fen == seen }
+        :: atomic { !(c_ex && c_own != 0 && c_fen == seen) -> seen = 0; goto op_next }
+        fi;
+#endif
+        /* SELECT * FROM queue_locks WHERE queue/job FOR UPDATE; 'not_held' or 'fence_moved'
+           touch nothing; else UPDATE .. SET owner = NULL (or DELETE), as with --force */
+        atomic {
+            ROW_FREE_FOR(me) ->
+            lock_row(me);
+            if
+            :: !(p_ex && p_own != 0) ->
+                commit(me); seen = 0; COVERED(20); goto op_next    /* not_held */
+#ifndef BUG_OPERATOR_FENCE_APART
+            :: p_ex && p_own != 0 && p_fen != seen ->
+                commit(me); seen = 0; COVERED(19); goto op_next    /* fence_moved */
+#endif
+            :: else
+            fi;
+            lg = p_fen;
+            /* a fenced release ends the grant it was shown, and no other */
+            assert(lg == seen); seen = 0;
+            if
+            :: p_ex = 0                    /* DELETE */
+            :: p_own = 0; p_exp = now      /* UPDATE .. SET owner = NULL */
+            fi
+        }
+#endif
         /* UPDATE job_logs SET status = 'Exited', remark = .. WHERE id = log_id
            AND status = 'Processing'; COMMIT */
         atomic {
@@ -857,8 +920,32 @@ active proctype operator() {
             :: else
             fi;
             commit(me);
-            lg = 0; COVERED(12)    /* an operator's forced release */
+            lg = 0; COVERED(12)    /* an operator's release ended a grant */
         }
+#ifdef OP_FENCED
+op_next:
+        skip
+#endif
+#if MAXRESET > 0
+    :: /* dlock_reset_slot_v1: SELECT l.id FROM job_logs l WHERE .. AND l.slot = p_slot AND
+          l.claims_slot AND l.status = 'Completed' FOR UPDATE; INSERT the Reset audit row (it
+          claims nothing); UPDATE job_logs SET status = 'Reset' WHERE id = ..; COMMIT */
+        atomic {
+            resets < MAXRESET ->
+            resets++;
+            lg = 1;
+            do    /* any slot: its Completed row, if it has one (nobody else writes one) */
+            :: lg < MAXF && l_c[lg] == COMPL && LOG_FREE_FOR(lg, me) -> break
+            :: lg < MAXF -> lg++
+            :: lg == MAXF -> lg = 0; break    /* a slot with no Completed row: NULL, no change */
+            od;
+            if
+            :: lg != 0 -> lock_log(lg, me); l_p[lg] = RESET
+            :: else
+            fi
+        }
+        atomic { commit(me); lg = 0 }
+#endif
     :: break
     od;
     opdone = 1;

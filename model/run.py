@@ -27,7 +27,7 @@ def bounds(
 ) -> list[str]:
     """The model's bounds as SPIN defines: holders, the clock's horizon (one pause past the
     lease per tick; LEASE=0 lapses a lease at the next tick), crashes, lost replies and the
-    operator's forced releases. One lock with two slots."""
+    operator's releases. One lock with two slots."""
     return [
         f"-DNH={holders}",
         "-DLEASE=0",
@@ -40,9 +40,14 @@ def bounds(
 
 # Exhaustive configurations of the real protocol that CI checks (model/README.md gives each
 # one's figures). Together they reach every bound: three holders, two slots, two crashes, two
-# pauses past the lease, a lost reply and the operator's forced release; not all at once.
+# pauses past the lease, a lost reply and the operator's release; not all at once. FENCED makes
+# the operator's release `dlock release --fence` (it acts only on the grant `dlock status`
+# showed) instead of --force.
+FENCED = ["-DOP_FENCED"]
 CHECKS = {
     "two holders, every fault": bounds(2, 2, crashes=2, lost=1, forced=1),
+    "two holders, every fault, fenced operator release": bounds(2, 2, crashes=2, lost=1, forced=1)
+    + FENCED,
     "three holders, one pause": bounds(3, 1),
     "three holders, two pauses": bounds(3, 2),
 }
@@ -67,6 +72,7 @@ BUGS: dict[str, tuple[list[str], str | None]] = {
     "BUG_ACQUIRE_NOT_IDEMPOTENT": (bounds(2, 2, lost=1), None),
     "BUG_SLOT_BY_QUERY": (SMALL + ["-DANY_SLOT"], None),  # two holders of one slot
     "BUG_NO_TAKEOVER": (bounds(2, 2, crashes=1), "waiter_is_granted"),
+    "BUG_OPERATOR_FENCE_APART": (bounds(2, 2, forced=1) + FENCED, None),
 }
 
 # Liveness: a waiter beside a holder that crashes, loses a reply and pauses twice, and the
@@ -80,12 +86,19 @@ LIVE_FORMULAS = ["waiter_is_granted", "every_holder_ends"]
 # the model always closes the holder's row with the lock row, which is what makes every
 # Processing row belong to the current grant.
 FULL = bounds(2, 2, crashes=1, lost=1, forced=1)
-COVER = [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+COVER = [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
 # Witnesses 4 and 17 (the lock given back because the slot was taken meanwhile, by version 2
 # and by version 3's fast path) need two holders of one slot; depth-first reaches 13 (two
 # inserts of a new lock row, one conflicting) in 200,000 states without faults, in ten million
 # with them.
-COVER_DEFINES = {4: FULL + ["-DANY_SLOT"], 17: FULL + ["-DANY_SLOT"], 13: SMALL}
+# 19 and 20 (a fenced operator release that finds the fence moved, or the lock free) need it.
+COVER_DEFINES = {
+    4: FULL + ["-DANY_SLOT"],
+    17: FULL + ["-DANY_SLOT"],
+    13: SMALL,
+    19: FULL + FENCED,
+    20: FULL + FENCED,
+}
 
 
 def cover_defines(n: int) -> list[str]:

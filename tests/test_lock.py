@@ -258,6 +258,30 @@ def test_a_reset_slot_runs_again_once_and_keeps_its_history(lock, other, tables,
     assert "recompute after the upstream fix" in audit[4] and audit[1] == "operator@host"
 
 
+def test_a_release_resent_after_its_slot_was_reset_still_says_released(lock, tables, names):
+    """The release committed, its reply was lost, and an operator reset the slot before the
+    client sent the release again: it did release, so it must not report LockLost. (The model
+    found this: model/dlock.pml with MAXRESET.)"""
+    slot = "2026-12-06"
+    with lock.hold(*names, slot=slot) as held:
+        assert held.acquired
+    [(status, _, _, _, remark, *_)] = tables.logs(*names)
+    assert status == "Completed"
+    assert reset_slot(tables, names, slot, "recompute") is not None
+    resent = lock.database().release(
+        queue_name=names[0],
+        job_name=names[1],
+        owner=held._owner,
+        fence=held.fence,
+        log_id=held.log_id,
+        status="Completed",
+        remark=remark.rsplit("; ", 1)[1],  # what the first send appended
+    )
+    assert resent, "a resent release after a reset said 'lost'"
+    assert sorted(row[0] for row in tables.logs(*names)) == ["Reset", "Reset"]
+    assert tables.lock_row(*names) is None
+
+
 def test_resetting_a_slot_that_is_not_completed_writes_nothing(lock, tables, names):
     with lock.hold(*names, slot="running") as held:
         assert held.acquired
