@@ -1,9 +1,10 @@
 /*
  * dlock.pml: the lock protocol of sql/schema.sql as the code calls it, for SPIN: dlock_acquire_v3
  * (its fast path, then dlock_acquire_v2 with its helpers dlock_completed_slot_v1,
- * dlock_claim_lock_v1 and dlock_claim_slot_v1); dlock_release_v3 (then dlock_release_v2);
- * dlock_abandon_v2; dlock_renew_all_v1; dlock_fence_is_current_v1. -DPROTO_V2 leaves version 3
- * out (the calls of the release before it).
+ * dlock_claim_lock_v1 and dlock_claim_slot_v1); dlock_release_v4 (dlock_release_v3, then
+ * dlock_release_v2, then the reset check); dlock_abandon_v2; dlock_renew_all_v1;
+ * dlock_fence_is_current_v1; the operator's release (forced, or -DOP_FENCED) and slot reset
+ * (-DMAXRESET). -DPROTO_V2 leaves version 3 out (the calls of the release before it).
  *
  * Grain: every SQL statement of a server function is one atomic step; a function as a whole is
  * not atomic. Each call runs in one transaction (autocommit) under READ COMMITTED:
@@ -38,6 +39,8 @@
  *   BUG_SLOT_BY_QUERY         once-per-slot by a check query instead of the unique index
  *   BUG_NO_TAKEOVER           a lapsed lease is never taken over (with -DLIVENESS: the waiter
  *                             waits forever behind a crashed holder)
+ *   BUG_RELEASE_BLIND_TO_RESET  (with MAXRESET) a resent release finds only Completed as its own
+ *                             ending (dlock_release_v3): after a reset it says 'lost'
  *   BUG_OPERATOR_FENCE_APART  (with -DOP_FENCED) the operator's release compares the fence in a
  *                             read of its own, before it locks the row
  */
@@ -588,8 +591,9 @@ acq_done:
    Out: res. */
 inline release(me) {
 #ifndef PROTO_V2
-    /* dlock_release_v3 (migration 0011): one statement frees the row and closes the log row;
-       when the row is not ours, dlock_release_v2 below says why, in the same transaction.
+    /* dlock_release_v4, as dlock_release_v3 (migration 0011): one statement frees the row and
+       closes the log row; when the row is not ours, dlock_release_v2 below says why, in the
+       same transaction.
        WITH freed AS (UPDATE queue_locks q SET owner = NULL, log_id = NULL,
            expires_at = clock_timestamp() WHERE .. AND q.owner = p_owner AND q.fence = p_fence
            RETURNING q.fence) */
@@ -658,6 +662,11 @@ rel_other:
     atomic {
         if
         :: L_V(f, me) == st -> res = R_RELEASED; COVERED(6); goto rel_end  /* a resent release */
+#ifndef BUG_RELEASE_BLIND_TO_RESET
+        /* dlock_release_v4: or the row is Reset (only a Completed row is, and only this grant's
+           release writes Completed there): released, and an operator reset the slot since */
+        :: st == COMPL && L_V(f, me) == RESET -> res = R_RELEASED; COVERED(22); goto rel_end
+#endif
         :: else -> res = R_LOST
         fi
     }

@@ -23,12 +23,19 @@ MODEL = Path(__file__).with_name("dlock.pml")
 
 
 def bounds(
-    holders: int, clock: int, *, crashes: int = 0, lost: int = 0, forced: int = 0
+    holders: int,
+    clock: int,
+    *,
+    crashes: int = 0,
+    lost: int = 0,
+    forced: int = 0,
+    resets: int = 0,
 ) -> list[str]:
     """The model's bounds as SPIN defines: holders, the clock's horizon (one pause past the
-    lease per tick; LEASE=0 lapses a lease at the next tick), crashes, lost replies and the
-    operator's releases. One lock with two slots."""
+    lease per tick; LEASE=0 lapses a lease at the next tick), crashes, lost replies, the
+    operator's releases and slot resets. One lock with two slots."""
     return [
+        f"-DMAXRESET={resets}",
         f"-DNH={holders}",
         "-DLEASE=0",
         f"-DTMAX={clock}",
@@ -48,6 +55,10 @@ CHECKS = {
     "two holders, every fault": bounds(2, 2, crashes=2, lost=1, forced=1),
     "two holders, every fault, fenced operator release": bounds(2, 2, crashes=2, lost=1, forced=1)
     + FENCED,
+    # Both holders may take either slot (ANY_SLOT), so a slot can complete, be reset by the
+    # operator and complete again.
+    "two holders of any slot, a lost reply, a slot reset": bounds(2, 2, lost=1, resets=1)
+    + ["-DANY_SLOT"],
     "three holders, one pause": bounds(3, 1),
     "three holders, two pauses": bounds(3, 2),
 }
@@ -73,6 +84,7 @@ BUGS: dict[str, tuple[list[str], str | None]] = {
     "BUG_SLOT_BY_QUERY": (SMALL + ["-DANY_SLOT"], None),  # two holders of one slot
     "BUG_NO_TAKEOVER": (bounds(2, 2, crashes=1), "waiter_is_granted"),
     "BUG_OPERATOR_FENCE_APART": (bounds(2, 2, forced=1) + FENCED, None),
+    "BUG_RELEASE_BLIND_TO_RESET": (bounds(2, 2, lost=1, resets=1) + ["-DANY_SLOT"], None),
 }
 
 # Liveness: a waiter beside a holder that crashes, loses a reply and pauses twice, and the
@@ -86,18 +98,23 @@ LIVE_FORMULAS = ["waiter_is_granted", "every_holder_ends"]
 # the model always closes the holder's row with the lock row, which is what makes every
 # Processing row belong to the current grant.
 FULL = bounds(2, 2, crashes=1, lost=1, forced=1)
-COVER = [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+COVER = [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]
 # Witnesses 4 and 17 (the lock given back because the slot was taken meanwhile, by version 2
 # and by version 3's fast path) need two holders of one slot; depth-first reaches 13 (two
 # inserts of a new lock row, one conflicting) in 200,000 states without faults, in ten million
 # with them.
-# 19 and 20 (a fenced operator release that finds the fence moved, or the lock free) need it.
+# 19 and 20 (a fenced operator release that finds the fence moved, or the lock free) need the
+# fenced release; 21 and 22 (a reset slot completed again; a resent release finding its row
+# reset) a reset.
+RESET = bounds(2, 2, lost=1, resets=1) + ["-DANY_SLOT"]
 COVER_DEFINES = {
     4: FULL + ["-DANY_SLOT"],
     17: FULL + ["-DANY_SLOT"],
     13: SMALL,
     19: FULL + FENCED,
     20: FULL + FENCED,
+    21: RESET,
+    22: RESET,
 }
 
 

@@ -44,7 +44,7 @@ class AcquireResult(NamedTuple):
     reset_id: int | None = None
 
 
-RELEASE = "SELECT dlock_release_v3(%s, %s, %s, %s, %s, %s, %s)"
+RELEASE = "SELECT dlock_release_v4(%s, %s, %s, %s, %s, %s, %s)"
 ABANDON = (
     "SELECT dlock_abandon_v2(%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s,"
     " %(slot)s, %(remark)s)"
@@ -75,7 +75,7 @@ PRUNE_BATCH = (
 # function, so an exact match is what tells that this code's calls will resolve.
 REQUIRED_FUNCTIONS = (
     "dlock_acquire_v3(text, text, text, text, text, text, double precision, boolean)",
-    "dlock_release_v3(text, text, text, bigint, bigint, text, text)",
+    "dlock_release_v4(text, text, text, bigint, bigint, text, text)",
     "dlock_abandon_v2(text, text, text, text, text, text, text)",
     "dlock_renew_all_v1(text[], text[], text[], bigint[], double precision[])",
     "dlock_still_held_v1(text, text, text, bigint)",

@@ -27,6 +27,7 @@ GRANT EXECUTE ON FUNCTION
     dlock_release_v2(text, text, text, bigint, bigint, text, text),
     dlock_acquire_v3(text, text, text, text, text, text, double precision, boolean),
     dlock_release_v3(text, text, text, bigint, bigint, text, text),
+    dlock_release_v4(text, text, text, bigint, bigint, text, text),
     dlock_abandon_v2(text, text, text, text, text, text, text),
     dlock_renew_all_v1(text[], text[], text[], bigint[], double precision[]),
     dlock_still_held_v1(text, text, text, bigint),

@@ -1287,6 +1287,67 @@ BEGIN
 END
 $$;
 
+-- Version 4 of release (migrations/0012): version 3, and a release sent again after its reply
+-- was lost still says 'released' when an operator reset its slot in between (its Completed row
+-- is Reset by then; version 3 said 'lost'). Found by the protocol's model (MAXRESET).
+CREATE FUNCTION dlock_release_v4(
+    p_queue_name text,
+    p_job_name   text,
+    p_owner      text,
+    p_fence      bigint,
+    p_log_id     bigint,
+    p_status     text,
+    p_remark     text
+)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_freed   boolean;
+    v_outcome text;
+BEGIN
+    WITH freed AS (
+        UPDATE queue_locks q
+           SET owner = NULL, log_id = NULL, expires_at = clock_timestamp()
+         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name
+           AND q.owner = p_owner AND q.fence = p_fence
+        RETURNING q.fence
+    ), closed AS (
+        UPDATE job_logs l
+           SET status = p_status, remark = l.remark || '; ' || p_remark,
+               updated_time = clock_timestamp()
+          FROM freed
+         WHERE l.id = p_log_id AND l.status = 'Processing' AND l.fence = freed.fence
+    )
+    SELECT true INTO v_freed FROM freed;
+    IF v_freed THEN
+        RETURN 'released';
+    END IF;
+    v_outcome := dlock_release_v2(p_queue_name, p_job_name, p_owner, p_fence, p_log_id,
+                                  p_status, p_remark);
+    -- Only this grant's own release writes Completed to its row, and only a Completed row is
+    -- ever reset: a Reset row at this id and fence means this very release happened.
+    IF v_outcome = 'lost' AND p_status = 'Completed' AND EXISTS (
+        SELECT 1 FROM job_logs l
+         WHERE l.id = p_log_id AND l.fence = p_fence AND l.status = 'Reset'
+    ) THEN
+        RETURN 'released';
+    END IF;
+    RETURN v_outcome;
+END
+$$;
+
+-- Like the other protocol functions (0007): runs as its owner with a pinned search_path; only
+-- the roles granted it may call it (sql/roles.sql: dlock_user).
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION dlock_release_v4(text, text, text, bigint, bigint, text, text) '
+                   'SECURITY DEFINER SET search_path = %I, pg_temp', current_schema());
+END
+$$;
+REVOKE ALL ON FUNCTION dlock_release_v4(text, text, text, bigint, bigint, text, text) FROM PUBLIC;
+
 -- A run may re-run a completed slot on purpose (the Dagster guard's run tag dlock/rerun): in one
 -- transaction the slot's Completed row is reset (dlock_reset_slot_v1 writes the audit row) and
 -- the lock and slot are acquired as dlock_acquire_v2 does. If the acquire does not succeed (the

@@ -35,7 +35,7 @@ ACQUIRE = (
     "SELECT acquired, fence, log_id, reason FROM dlock_acquire_v3(%s, %s, %s, %s, NULL, %s,"
     " %s, true)"
 )
-RELEASE = "SELECT dlock_release_v3(%s, %s, %s, %s, %s, %s, %s)"
+RELEASE = "SELECT dlock_release_v4(%s, %s, %s, %s, %s, %s, %s)"
 RENEW = (
     "SELECT outcome FROM dlock_renew_all_v1(ARRAY[%s]::text[], ARRAY[%s]::text[],"
     " ARRAY[%s]::text[], ARRAY[%s]::bigint[], ARRAY[%s]::float8[])"

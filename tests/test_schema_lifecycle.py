@@ -118,7 +118,7 @@ def test_current_code_works_beside_a_next_version(default_databases, names):
     url = default_databases.create()
     tables = Tables(url)
     tables.query(NEXT_VERSION_MIGRATION.read_text())
-    assert tables.query("SELECT count(*) FROM pg_proc WHERE proname = 'dlock_release_v4'") == [(1,)]
+    assert tables.query("SELECT count(*) FROM pg_proc WHERE proname = 'dlock_release_v5'") == [(1,)]
     with DistributedLock(url, app_id="current").hold(*names, slot="tick-1") as held:
         assert held.acquired
     assert tables.statuses(*names) == ["Completed"]

@@ -1,6 +1,6 @@
 -- A test-only migration shaped like a real protocol change: the next version of dlock_release,
--- with another signature, added beside version 3 (which code of the current release still calls).
-CREATE FUNCTION dlock_release_v4(
+-- with another signature, added beside version 4 (which code of the current release still calls).
+CREATE FUNCTION dlock_release_v5(
     p_queue_name text,
     p_job_name   text,
     p_owner      text,
@@ -13,6 +13,6 @@ CREATE FUNCTION dlock_release_v4(
 RETURNS text
 LANGUAGE sql
 AS $$
-    SELECT dlock_release_v3(p_queue_name, p_job_name, p_owner, p_fence, p_log_id, p_status,
+    SELECT dlock_release_v4(p_queue_name, p_job_name, p_owner, p_fence, p_log_id, p_status,
                             p_remark || ' ' || p_detail::text)
 $$;
