@@ -1,8 +1,8 @@
 """The real database held to the model's invariants (model/README.md): Hypothesis drives three
 holders through random sequences of acquire, resent acquire (a lost reply), renew, pause (the
-lease moved into the past), fenced write, release, resent release, crash and an operator's
-forced release, calling the protocol's SQL functions directly, and checks the tables after every
-step."""
+lease moved into the past), fenced write, release, resent release (also after the slot was
+reset), crash, an operator's forced release, an operator's release at a fence it saw and a slot
+reset, calling the protocol's SQL functions directly, and checks the tables after every step."""
 
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ RELEASE = "SELECT dlock_release_v4(%s, %s, %s, %s, %s, %s, %s)"
 RENEW = (
     "SELECT outcome FROM dlock_renew_all_v1(ARRAY[%s]::text[], ARRAY[%s]::text[],"
     " ARRAY[%s]::text[], ARRAY[%s]::bigint[], ARRAY[%s]::float8[])"
+)
+RESET_SLOT = "SELECT dlock_reset_slot_v1(%s, %s, %s, 'operator', %s)"
+OPERATOR_RELEASE = (
+    "SELECT outcome, fence FROM dlock_operator_release_v1(%s, %s, %s, 'operator', 'a test')"
 )
 FENCED_WRITE = (
     "INSERT INTO heartbeats (app_id, queue_name, job_name, fence, slot)"
@@ -101,6 +105,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.crashed: set[str] = set()  # owners whose holder stopped calling
         self.lost: set[str] = set()  # owners whose grant was taken from them
         self.all_holds: dict[str, Hold] = {}
+        self.resets = dict.fromkeys(SLOTS, 0)  # resets that re-opened each slot
+        self.fences_seen: list[int] = []  # fences `dlock status` showed the operator
         self.last_fence = self.admin.execute(
             "SELECT coalesce(max(fence), 0) FROM queue_locks"
         ).fetchone()[0]
@@ -205,8 +211,13 @@ class ProtocolMachine(RuleBasedStateMachine):
         else:
             assert hold.owner in self.lost, "the current holder's fenced write was refused"
 
-    @rule(holder=holder_ids, status=st.sampled_from(["Completed", "Failed"]), resend=st.booleans())
-    def release(self, holder: int, status: str, resend: bool) -> None:
+    @rule(
+        holder=holder_ids,
+        status=st.sampled_from(["Completed", "Failed"]),
+        resend=st.booleans(),
+        reset_between=st.booleans(),
+    )
+    def release(self, holder: int, status: str, resend: bool, reset_between: bool) -> None:
         hold = self.holds[holder]
         if hold is None:
             return
@@ -214,6 +225,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         [(outcome,)] = self.conn(holder).execute(RELEASE, args).fetchall()
         expected = "lost" if hold.owner in self.lost else "released"
         assert outcome == expected, (outcome, expected)
+        if resend and reset_between:  # an operator reset the slot before the resend came
+            self.reset_slot(hold.slot)
         if resend:  # the reply was lost: the same call again reports the same
             [(again,)] = self.conn(holder).execute(RELEASE, args).fetchall()
             assert again == outcome
@@ -252,6 +265,34 @@ class ProtocolMachine(RuleBasedStateMachine):
             )
         self.lost.add(owner)
 
+    @rule(slot=st.sampled_from(SLOTS))
+    def reset_slot(self, slot: str) -> None:
+        [(audit_id,)] = self.admin.execute(RESET_SLOT, (QUEUE, JOB, slot, "rerun")).fetchall()
+        if audit_id is not None:
+            self.resets[slot] += 1
+
+    @rule()
+    def operator_status(self) -> None:
+        row = self.lock_row()
+        if row is not None and row[0] is not None:
+            self.fences_seen.append(row[1])
+
+    @precondition(lambda self: bool(self.fences_seen))
+    @rule(data=st.data())
+    def operator_fenced_release(self, data: st.DataObject) -> None:
+        seen = data.draw(st.sampled_from(self.fences_seen))
+        before = self.lock_row()
+        [(outcome, fence)] = self.admin.execute(OPERATOR_RELEASE, (QUEUE, JOB, seen)).fetchall()
+        if before is None or before[0] is None:
+            # already_released: this operator released this fence before, and nothing since
+            assert outcome in ("not_held", "already_released"), outcome
+        elif before[1] != seen:
+            assert (outcome, fence) == ("fence_moved", before[1]), outcome
+            assert self.lock_row() == before, "a fenced release touched a grant it was not shown"
+        else:
+            assert outcome == "released", outcome
+            self.lost.add(before[0])
+
     # -- invariants, on the tables, after every step ----------------------------------------
 
     @invariant()
@@ -269,6 +310,11 @@ class ProtocolMachine(RuleBasedStateMachine):
         for slot in SLOTS:
             assert sum(1 for log in logs if log[3] == slot and log[4]) <= 1
             assert sum(1 for log in logs if log[3] == slot and log[1] == "Completed") <= 1
+            # Exactly once between resets: a grant's row (it has a fence; the reset's own audit
+            # row has none) completed, and maybe reset since, at most once more than resets.
+            ran = [log for log in logs if log[3] == slot and log[2] is not None]
+            finished = sum(1 for log in ran if log[1] in ("Completed", "Reset"))
+            assert finished <= self.resets[slot] + 1, (slot, finished, self.resets[slot])
         # Every Processing row belongs to the lock's current grant.
         for log_id, status, fence, _, _ in logs:
             if status == "Processing":
