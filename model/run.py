@@ -51,14 +51,14 @@ def bounds(
 # the operator's release `dlock release --fence` (it acts only on the grant `dlock status`
 # showed) instead of --force.
 FENCED = ["-DOP_FENCED"]
+EVERY_FAULT = bounds(2, 2, crashes=2, lost=1, forced=1)
+# Both holders may take either slot (ANY_SLOT), so a slot can complete, be reset by the
+# operator and complete again.
+RESET = bounds(2, 2, lost=1, resets=1) + ["-DANY_SLOT"]
 CHECKS = {
-    "two holders, every fault": bounds(2, 2, crashes=2, lost=1, forced=1),
-    "two holders, every fault, fenced operator release": bounds(2, 2, crashes=2, lost=1, forced=1)
-    + FENCED,
-    # Both holders may take either slot (ANY_SLOT), so a slot can complete, be reset by the
-    # operator and complete again.
-    "two holders of any slot, a lost reply, a slot reset": bounds(2, 2, lost=1, resets=1)
-    + ["-DANY_SLOT"],
+    "two holders, every fault": EVERY_FAULT,
+    "two holders, every fault, fenced operator release": EVERY_FAULT + FENCED,
+    "two holders of any slot, a lost reply, a slot reset": RESET,
     "three holders, one pause": bounds(3, 1),
     "three holders, two pauses": bounds(3, 2),
 }
@@ -84,7 +84,7 @@ BUGS: dict[str, tuple[list[str], str | None]] = {
     "BUG_SLOT_BY_QUERY": (SMALL + ["-DANY_SLOT"], None),  # two holders of one slot
     "BUG_NO_TAKEOVER": (bounds(2, 2, crashes=1), "waiter_is_granted"),
     "BUG_OPERATOR_FENCE_APART": (bounds(2, 2, forced=1) + FENCED, None),
-    "BUG_RELEASE_BLIND_TO_RESET": (bounds(2, 2, lost=1, resets=1) + ["-DANY_SLOT"], None),
+    "BUG_RELEASE_BLIND_TO_RESET": (RESET, None),
 }
 
 # Liveness: a waiter beside a holder that crashes, loses a reply and pauses twice, and the
@@ -106,7 +106,6 @@ COVER = [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
 # 19 and 20 (a fenced operator release that finds the fence moved, or the lock free) need the
 # fenced release; 21 and 22 (a reset slot completed again; a resent release finding its row
 # reset) a reset.
-RESET = bounds(2, 2, lost=1, resets=1) + ["-DANY_SLOT"]
 COVER_DEFINES = {
     4: FULL + ["-DANY_SLOT"],
     17: FULL + ["-DANY_SLOT"],

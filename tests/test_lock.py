@@ -580,8 +580,14 @@ def test_a_rerun_abandoned_after_its_grant_committed_leaves_the_slot_completed(
     with lock.hold(*names, slot=slot) as first:
         assert first.acquired
     database = other.database()
-    params = dict(queue_name=names[0], job_name=names[1], owner="rerun/-/secret")
-    params.update(app_id="rerun", run_id=None, slot=slot)
+    params = dict(
+        queue_name=names[0],
+        job_name=names[1],
+        owner="rerun/-/secret",
+        app_id="rerun",
+        run_id=None,
+        slot=slot,
+    )
     granted = database.acquire(
         **params, lease_seconds=300.0, record_loser=True, rerun_remark="recompute"
     )

@@ -5,7 +5,9 @@
 -- protocol's model found it (model/dlock.pml, MAXRESET).
 --
 -- Version 3 stays for code of the release before this one; version 4 takes its fast path as it
--- is and adds the check only where version 3 would have said 'lost'.
+-- is and adds the check only where version 3 would have said 'lost'. The fast path is copied,
+-- not called: calling version 3 would add a nested SECURITY DEFINER call (and its search_path
+-- switch) to every release, the hot path the benchmark measures.
 
 CREATE FUNCTION dlock_release_v4(
     p_queue_name text,
