@@ -39,6 +39,10 @@ class Run:
     status: str
     location: str | None
     tags: dict[str, str]
+    # How many times a step of the run started, by the run's event log. Two daemons can both
+    # dequeue a run and launch two run workers for it (each sees it STARTING before the other
+    # marks it STARTED), so one run can execute its op twice, and hold the guard twice.
+    step_starts: int = 0
 
     @property
     def tick(self) -> str | None:
@@ -229,12 +233,20 @@ class Deployment:
         tags: dict[str, dict[str, str]] = {}
         for run_id, key, value in self.storage("SELECT run_id, key, value FROM run_tags"):
             tags.setdefault(run_id, {})[key] = value
+        step_starts = dict(
+            self.storage(
+                "SELECT run_id, count(*) FROM event_logs"
+                " WHERE dagster_event_type = 'STEP_START' GROUP BY run_id"
+            )
+        )
         found = []
         for run_id, job, status, body in self.storage(
             "SELECT run_id, pipeline_name, status, run_body FROM runs ORDER BY id"
         ):
             location = _find(json.loads(body), "location_name")
-            found.append(Run(run_id, job, status, location, tags.get(run_id, {})))
+            found.append(
+                Run(run_id, job, status, location, tags.get(run_id, {}), step_starts.get(run_id, 0))
+            )
         return found
 
     def ticks(self) -> list[dict[str, Any]]:
