@@ -182,7 +182,7 @@ class Database:
         record_loser: bool,
         rerun_remark: str | None = None,
     ) -> protocol.AcquireResult:
-        """dlock_acquire_v3, or dlock_acquire_rerun_v1 when `rerun_remark` says why the slot is
+        """dlock_acquire_v3, or dlock_acquire_rerun_v2 when `rerun_remark` says why the slot is
         re-run on purpose."""
         params: tuple[object, ...] = (
             queue_name,

@@ -19,10 +19,10 @@ ACQUIRE = (
     " FROM dlock_acquire_v3(%s, %s, %s, %s, %s, %s, %s, %s)"
 )
 # The same, after resetting the slot's Completed row in the same transaction (a re-run on
-# purpose); the reset is undone when the acquire does not succeed.
+# purpose); the reset is undone when the acquire does not succeed, or when it is abandoned.
 ACQUIRE_RERUN = (
     "SELECT acquired, fence, log_id, reason, holder, since, completed_at, note, reset_id"
-    " FROM dlock_acquire_rerun_v1(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " FROM dlock_acquire_rerun_v2(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -30,7 +30,7 @@ class AcquireResult(NamedTuple):
     """dlock_acquire_v3's row (version 2's). holder is the app id and run id of whoever has the
     lock or the slot, since when that holder started, completed_at when a done slot completed;
     note says why the caller did not get it, in the words its Exited row uses; reset_id is the
-    audit row of a re-run on purpose that reset a completed slot (dlock_acquire_rerun_v1)."""
+    audit row of a re-run on purpose that reset a completed slot (dlock_acquire_rerun_v2)."""
 
     acquired: bool
     fence: int | None
@@ -46,7 +46,7 @@ class AcquireResult(NamedTuple):
 
 RELEASE = "SELECT dlock_release_v4(%s, %s, %s, %s, %s, %s, %s)"
 ABANDON = (
-    "SELECT dlock_abandon_v2(%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s,"
+    "SELECT dlock_abandon_v3(%(queue_name)s, %(job_name)s, %(owner)s, %(app_id)s, %(run_id)s,"
     " %(slot)s, %(remark)s)"
 )
 RENEW_ALL = (
@@ -76,14 +76,14 @@ PRUNE_BATCH = (
 REQUIRED_FUNCTIONS = (
     "dlock_acquire_v3(text, text, text, text, text, text, double precision, boolean)",
     "dlock_release_v4(text, text, text, bigint, bigint, text, text)",
-    "dlock_abandon_v2(text, text, text, text, text, text, text)",
+    "dlock_abandon_v3(text, text, text, text, text, text, text)",
     "dlock_renew_all_v1(text[], text[], text[], bigint[], double precision[])",
     "dlock_still_held_v1(text, text, text, bigint)",
     "dlock_operator_release_note_v1(bigint, bigint)",
     "dlock_operator_release_v1(text, text, bigint, text, text)",
     "dlock_reset_slot_v1(text, text, text, text, text)",
     "dlock_prune_batch_v1(double precision, bigint, integer, boolean)",
-    "dlock_acquire_rerun_v1(text, text, text, text, text, text, double precision, boolean, text)",
+    "dlock_acquire_rerun_v2(text, text, text, text, text, text, double precision, boolean, text)",
 )
 REQUIRED_TABLES = ("queue_locks", "job_logs")
 

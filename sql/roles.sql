@@ -29,11 +29,13 @@ GRANT EXECUTE ON FUNCTION
     dlock_release_v3(text, text, text, bigint, bigint, text, text),
     dlock_release_v4(text, text, text, bigint, bigint, text, text),
     dlock_abandon_v2(text, text, text, text, text, text, text),
+    dlock_abandon_v3(text, text, text, text, text, text, text),
     dlock_renew_all_v1(text[], text[], text[], bigint[], double precision[]),
     dlock_still_held_v1(text, text, text, bigint),
     dlock_fence_is_current_v1(text, text, bigint),
     -- A run re-running a completed slot on purpose (the guard's dlock/rerun tag).
-    dlock_acquire_rerun_v1(text, text, text, text, text, text, double precision, boolean, text)
+    dlock_acquire_rerun_v1(text, text, text, text, text, text, double precision, boolean, text),
+    dlock_acquire_rerun_v2(text, text, text, text, text, text, double precision, boolean, text)
 TO dlock_user;
 GRANT SELECT (queue_name, job_name, created_time, fence, log_id, expires_at) ON queue_locks
     TO dlock_user;

@@ -565,11 +565,6 @@ def test_lock_survives_fork_in_parent_and_children(lock, tables, names):
     assert completed == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defect: an abandoned re-run leaves its slot reset (dlock_abandon_v2 does not "
-    "undo the reset dlock_acquire_rerun_v1 committed with the grant)",
-)
 def test_a_rerun_abandoned_after_its_grant_committed_leaves_the_slot_completed(
     lock, other, tables, names
 ):
@@ -592,6 +587,26 @@ def test_a_rerun_abandoned_after_its_grant_committed_leaves_the_slot_completed(
         **params, lease_seconds=300.0, record_loser=True, rerun_remark="recompute"
     )
     assert granted.acquired and granted.reset_id is not None
+    # The same call sent again (its first reply lost): the grant, and no second reset.
+    again = database.acquire(
+        **params, lease_seconds=300.0, record_loser=True, rerun_remark="recompute"
+    )
+    assert (again.acquired, again.fence, again.reset_id) == (True, granted.fence, None)
     database.abandon(**params, remark="Interrupted while acquiring")  # the reply never came
     with other.hold(*names, slot=slot) as plain:
         assert not plain.acquired and plain.reason == "slot_done", plain
+    rows = dict(
+        tables.query(
+            "SELECT id, status || ': ' || remark FROM job_logs WHERE queue_name = %s", names[0]
+        )
+    )
+    assert rows[first.log_id].startswith("Completed: ")
+    assert rows[first.log_id].endswith(
+        f"; reset by job log {granted.reset_id}; reset undone: the re-run (job log "
+        f"{granted.log_id}) was abandoned before it ran"
+    )
+    assert rows[granted.log_id] == (
+        f"Exited: Lock acquired (fence {granted.fence}); Interrupted while acquiring; job log "
+        f"{first.log_id} is Completed again"
+    )
+    assert plain.completed_at is not None
