@@ -50,6 +50,9 @@ def build_digest(key_prefix: str | None) -> dg.Definitions:
         context.add_output_metadata({"beats": beats})
         return beats
 
+    # partitions_def is deprecated here (Dagster infers it from the selection), but without it
+    # build_schedule_from_partitioned_job returns an unresolved schedule, with no cron_schedule
+    # until the Definitions resolve it: anything reading defs.schedules would break.
     digest_job = dg.define_asset_job(
         "daily_digest_job",
         selection=[daily_digest],
