@@ -1431,7 +1431,8 @@ REVOKE ALL ON FUNCTION dlock_acquire_rerun_v1(text, text, text, text, text, text
 -- which Completed row it reset (rerun_of), so that dlock_abandon_v3 can put it back when the
 -- caller never learned of the grant (reply lost twice, an interrupt): nothing ran, and the slot
 -- stays completed, as version 1 promised but kept only when the acquire itself failed.
--- Version 1's calls and results; the grant's row also records the reset it made.
+-- Version 1 is called, not copied: a re-run is rare, so the nested call costs nothing that
+-- matters.
 CREATE FUNCTION dlock_acquire_rerun_v2(
     p_queue_name    text,
     p_job_name      text,
@@ -1456,49 +1457,26 @@ LANGUAGE plpgsql
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_acquire   record;
     v_completed bigint;
 BEGIN
     IF p_slot IS NULL OR p_slot = '' THEN
         RAISE EXCEPTION 'dlock_acquire_rerun_v2 needs a slot: a run without one always runs'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    BEGIN
-        -- The row the reset below retires (locked, so it is the same row).
-        SELECT l.id INTO v_completed
-          FROM job_logs l
-         WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
-           AND l.slot = p_slot AND l.claims_slot AND l.status = 'Completed'
-           FOR UPDATE;
-        reset_id := dlock_reset_slot_v1(p_queue_name, p_job_name, p_slot, p_app_id, p_remark);
-        SELECT * INTO v_acquire
-          FROM dlock_acquire_v2(p_queue_name, p_job_name, p_owner, p_app_id, p_run_id, p_slot,
-                                p_lease_seconds, false);
-        IF NOT v_acquire.acquired THEN
-            -- Undo the reset (and nothing else was written): the block's changes roll back.
-            RAISE EXCEPTION 'not acquired' USING ERRCODE = 'DLR01';
-        END IF;
-        -- A call sent again after its reply was lost finds the slot reset already (reset_id and
-        -- v_completed NULL) and its grant's row marked by the first send: left as it is.
-        IF v_completed IS NOT NULL THEN
-            UPDATE job_logs l SET rerun_of = v_completed WHERE l.id = v_acquire.log_id;
-        END IF;
-    EXCEPTION WHEN SQLSTATE 'DLR01' THEN
-        reset_id := NULL;
-    END;
-    acquired := v_acquire.acquired;
-    fence := v_acquire.fence;
-    log_id := v_acquire.log_id;
-    reason := v_acquire.reason;
-    holder := v_acquire.holder;
-    since := v_acquire.since;
-    completed_at := v_acquire.completed_at;
-    note := v_acquire.note;
-    IF NOT acquired AND p_record_loser THEN
-        INSERT INTO job_logs AS l (app_id, queue_name, job_name, status, remark, run_id, slot)
-        VALUES (p_app_id, p_queue_name, p_job_name, 'Exited',
-                'Not run (re-run on purpose): ' || note, p_run_id, p_slot)
-        RETURNING l.id INTO log_id;
+    -- The row version 1's reset retires, locked here so that it is the same row.
+    SELECT l.id INTO v_completed
+      FROM job_logs l
+     WHERE l.queue_name = p_queue_name AND l.job_name = p_job_name
+       AND l.slot = p_slot AND l.claims_slot AND l.status = 'Completed'
+       FOR UPDATE;
+    SELECT * INTO acquired, fence, log_id, reason, holder, since, completed_at, note, reset_id
+      FROM dlock_acquire_rerun_v1(p_queue_name, p_job_name, p_owner, p_app_id, p_run_id, p_slot,
+                                  p_lease_seconds, p_record_loser, p_remark);
+    -- A reset that stood (the acquire succeeded). A call sent again after its reply was lost
+    -- finds the slot reset already (reset_id NULL) and leaves the first send's mark as it is.
+    IF reset_id IS NOT NULL THEN
+        UPDATE job_logs l SET rerun_of = v_completed
+         WHERE l.id = dlock_acquire_rerun_v2.log_id;
     END IF;
 END
 $$;
@@ -1526,43 +1504,33 @@ DECLARE
     v_slot     text;
     v_undone   boolean;
 BEGIN
-    SELECT q.log_id INTO v_log_id
-      FROM queue_locks q
+    -- The grant version 2 is about to close, read first: the lock row, locked here, keeps it
+    -- Processing until version 2 closes it in this transaction.
+    SELECT l.id, l.rerun_of, l.slot INTO v_log_id, v_rerun_of, v_slot
+      FROM queue_locks q JOIN job_logs l ON l.id = q.log_id
      WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name AND q.owner = p_owner
-       FOR UPDATE;
-    IF FOUND THEN
-        UPDATE queue_locks q
-           SET owner = NULL, log_id = NULL, expires_at = clock_timestamp()
-         WHERE q.queue_name = p_queue_name AND q.job_name = p_job_name;
-        UPDATE job_logs l
-           SET status = 'Exited', remark = l.remark || '; ' || p_remark,
-               updated_time = clock_timestamp()
-         WHERE l.id = v_log_id AND l.status = 'Processing'
-        RETURNING l.rerun_of, l.slot INTO v_rerun_of, v_slot;
-        IF FOUND THEN
-            IF v_rerun_of IS NOT NULL THEN
-                UPDATE job_logs l
-                   SET status = 'Completed',
-                       remark = l.remark || format('; reset undone: the re-run (job log %s) '
-                                'was abandoned before it ran', v_log_id)
-                 WHERE l.id = v_rerun_of AND l.status = 'Reset'
-                   AND NOT EXISTS (
-                       SELECT 1 FROM job_logs c
-                        WHERE c.queue_name = p_queue_name AND c.job_name = p_job_name
-                          AND c.slot = v_slot AND c.claims_slot);
-                v_undone := FOUND;
-                UPDATE job_logs l
-                   SET remark = l.remark || CASE WHEN v_undone
-                       THEN format('; job log %s is Completed again', v_rerun_of)
-                       ELSE format('; job log %s stays Reset: another row claims the slot',
-                                   v_rerun_of) END
-                 WHERE l.id = v_log_id;
-            END IF;
-            RETURN;
-        END IF;
+       AND l.status = 'Processing'
+       FOR UPDATE OF q;
+    PERFORM dlock_abandon_v2(p_queue_name, p_job_name, p_owner, p_app_id, p_run_id, p_slot,
+                             p_remark);
+    IF v_rerun_of IS NULL THEN
+        RETURN;
     END IF;
-    INSERT INTO job_logs (app_id, queue_name, job_name, status, remark, run_id, slot)
-    VALUES (p_app_id, p_queue_name, p_job_name, 'Exited', p_remark, p_run_id, p_slot);
+    UPDATE job_logs l
+       SET status = 'Completed',
+           remark = l.remark || format('; reset undone: the re-run (job log %s) was abandoned '
+                                       'before it ran', v_log_id)
+     WHERE l.id = v_rerun_of AND l.status = 'Reset'
+       AND NOT EXISTS (
+           SELECT 1 FROM job_logs c
+            WHERE c.queue_name = p_queue_name AND c.job_name = p_job_name
+              AND c.slot = v_slot AND c.claims_slot);
+    v_undone := FOUND;
+    UPDATE job_logs l
+       SET remark = l.remark || CASE WHEN v_undone
+           THEN format('; job log %s is Completed again', v_rerun_of)
+           ELSE format('; job log %s stays Reset: another row claims the slot', v_rerun_of) END
+     WHERE l.id = v_log_id;
 END
 $$;
 
