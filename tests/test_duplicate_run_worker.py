@@ -15,7 +15,7 @@ import time
 
 from support.databases import Tables
 from support.deployments import Deployment, StorageTemplate
-from support.processes import PROJECT_ROOT
+from support.processes import dagster, finish
 
 TICK = "2026-12-06T18:42:00+00:00"
 
@@ -58,23 +58,16 @@ with dg.DagsterInstance.get() as instance:
 
 
 def python(env: dict[str, str], code: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    """Python code in a process of its own, from the project folder, output captured."""
+    return dagster(env, "-c", code, *args, executable=sys.executable)
 
 
 def test_one_run_executed_by_two_workers_runs_its_body_once(default_databases, tmp_path):
     lock_url = default_databases.create()
     storages = StorageTemplate(default_databases, tmp_path / "template")
     deployment = Deployment.create("one", storages, tmp_path / "home", lock_url)
-    creating = python(deployment.env, CREATE_RUN, TICK)
-    out, _ = creating.communicate(timeout=300)
-    assert creating.returncode == 0, out
+    code, out = finish(python(deployment.env, CREATE_RUN, TICK))
+    assert code == 0, out
     run_id = out.strip().splitlines()[-1]
 
     gate = tmp_path / "gate"
@@ -86,8 +79,9 @@ def test_one_run_executed_by_two_workers_runs_its_body_once(default_databases, t
         assert time.monotonic() < deadline, "the workers did not load the run"
         time.sleep(0.1)
     gate.touch()  # both have read the run as not started: both will execute it
-    outputs = [w.communicate(timeout=300)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    finished = [finish(w) for w in workers]
+    outputs = [out for _, out in finished]
+    assert [code for code, _ in finished] == [0, 0], outputs
     # Each execution succeeded: one ran the body, the other skipped it (without the guard the
     # second body's fenced beat is refused, and its step fails).
     assert all("worker result: True" in out for out in outputs), outputs

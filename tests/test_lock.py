@@ -583,14 +583,11 @@ def test_a_rerun_abandoned_after_its_grant_committed_leaves_the_slot_completed(
         run_id=None,
         slot=slot,
     )
-    granted = database.acquire(
-        **params, lease_seconds=300.0, record_loser=True, rerun_remark="recompute"
-    )
+    rerun = dict(**params, lease_seconds=300.0, record_loser=True, rerun_remark="recompute")
+    granted = database.acquire(**rerun)
     assert granted.acquired and granted.reset_id is not None
     # The same call sent again (its first reply lost): the grant, and no second reset.
-    again = database.acquire(
-        **params, lease_seconds=300.0, record_loser=True, rerun_remark="recompute"
-    )
+    again = database.acquire(**rerun)
     assert (again.acquired, again.fence, again.reset_id) == (True, granted.fence, None)
     database.abandon(**params, remark="Interrupted while acquiring")  # the reply never came
     with other.hold(*names, slot=slot) as plain:
